@@ -1,0 +1,43 @@
+"""llmclf: turn a pretrained GPT-2 into a text classifier.
+
+The registries (``datasets``, ``balancers``, ``padding``, ``backbones``) are cheap to import;
+the training and inference API (``Trainer``, ``TrainConfig``, ``Classifier``) imports torch on
+first use, so ``import llmclf`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from .errors import LlmclfError
+from .registries import backbones, balancers, datasets, padding
+
+_LAZY = {
+    "TrainConfig": "llmclf.training.config",
+    "Trainer": "llmclf.training.trainer",
+    "Run": "llmclf.training.trainer",
+    "Classifier": "llmclf.inference",
+    "Prediction": "llmclf.inference",
+}
+
+__all__ = [
+    "Classifier",
+    "LlmclfError",
+    "Prediction",
+    "Run",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "backbones",
+    "balancers",
+    "datasets",
+    "padding",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'llmclf' has no attribute {name!r}")

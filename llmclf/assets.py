@@ -1,0 +1,112 @@
+"""Downloads: cached under ``$LLMCLF_HOME``, written atomically, checked against sha256.
+
+With ``LLMCLF_OFFLINE=1``, or when a download fails, the error names the file, the URL and the
+path where a local copy can be put.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import settings
+from .errors import AssetError
+
+CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success rename it over ``dest``.
+
+    An exception (or a killed process) leaves ``dest`` as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(dest: Path, text: str) -> None:
+    atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def missing_asset_error(what: str, url: str, dest: Path, reason: str) -> AssetError:
+    return AssetError(
+        f"{what} is not available ({reason}); download {url} and put it at {dest}, "
+        "or pass a local path"
+    )
+
+
+def download(url: str, dest: Path, *, what: str, sha256: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` (atomically, with a progress bar) unless already there.
+
+    An existing ``dest`` is trusted when its hash matches (or no hash is pinned). Raises
+    :class:`AssetError` offline, on a network failure, or on a hash mismatch.
+    """
+    dest = Path(dest)
+    if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
+        return dest
+    if dest.is_file():
+        raise AssetError(
+            f"{what} at {dest} does not match its pinned sha256 {sha256}; delete it to download "
+            f"it again from {url}"
+        )
+    if settings.offline():
+        raise missing_asset_error(what, url, dest, "LLMCLF_OFFLINE is set")
+    try:
+        with atomic_path(dest) as tmp:
+            _fetch(url, tmp, what)
+            if sha256 is not None and (actual := sha256_of(tmp)) != sha256:
+                raise AssetError(
+                    f"{what} downloaded from {url} has sha256 {actual}, expected {sha256}"
+                )
+    except AssetError:
+        raise
+    except (OSError, ValueError) as exc:  # URLError is an OSError
+        raise missing_asset_error(what, url, dest, f"download failed: {exc}") from exc
+    return dest
+
+
+def _fetch(url: str, dest: Path, what: str) -> None:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    request = urllib.request.Request(url, headers={"User-Agent": "llmclf"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress("[bold]{task.description}", *columns, transient=True) as progress:
+            task = progress.add_task(what, total=total)
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                progress.advance(task, len(block))

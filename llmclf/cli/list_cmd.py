@@ -1,0 +1,26 @@
+"""``llmclf list``: what is registered."""
+
+from __future__ import annotations
+
+import click
+
+from ..registries import ALL
+
+
+@click.command("list")
+@click.argument("kind", required=False, type=click.Choice(sorted(ALL)))
+def list_command(kind: str | None) -> None:
+    """List registered datasets, balancers, padding policies and backbones."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    for name in [kind] if kind else list(ALL):
+        registry = ALL[name]
+        table = Table(title=name, title_justify="left", show_edge=False)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("from", style="dim")
+        for entry in registry.entries():
+            table.add_row(entry.name, entry.description, entry.source)
+        console.print(table)

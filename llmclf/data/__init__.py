@@ -1,0 +1,1 @@
+"""Data preparation: datasets, cleaning, labels, balancing, splits, tokenizer, padding, loaders."""

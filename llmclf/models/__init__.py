@@ -1,0 +1,1 @@
+"""GPT-2 written from scratch, its weights, the classification head, trainable-layer policies."""

@@ -1,0 +1,36 @@
+"""Environment settings: where assets live and whether the network may be used."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_HOME = Path("~/.cache/llmclf")
+
+
+def home() -> Path:
+    """The asset cache, ``$LLMCLF_HOME`` or ``~/.cache/llmclf``."""
+    return Path(os.environ.get("LLMCLF_HOME") or DEFAULT_HOME).expanduser()
+
+
+def offline() -> bool:
+    """True when ``LLMCLF_OFFLINE`` is set to a true value: never touch the network."""
+    return os.environ.get("LLMCLF_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def debug() -> bool:
+    """True when ``LLMCLF_DEBUG`` asks the CLI for full tracebacks."""
+    return os.environ.get("LLMCLF_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def sms_spam_path() -> Path:
+    return home() / "sms_spam" / "SMSSpamCollection"
+
+
+def gpt2_bpe_dir() -> Path:
+    """Holds ``encoder.json`` and ``vocab.bpe``."""
+    return home() / "gpt2"
+
+
+def backbone_weights_path(name: str) -> Path:
+    return home() / "backbones" / name / "model.safetensors"

@@ -1,0 +1,1 @@
+"""Training: configuration, the Trainer, metrics, checkpoints, progress reporting."""

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from llmclf.errors import DuplicateNameError, UnknownNameError
+from llmclf.registry import Registry
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg: Registry = Registry("backbone", "llmclf.tests.none")
+    return reg
+
+
+def test_decorator_form_registers_and_returns_the_object(registry: Registry) -> None:
+    @registry.register("gpt2-small")
+    def build() -> str:
+        """The small one.
+
+        More text that is not part of the description.
+        """
+        return "built"
+
+    assert registry.get("gpt2-small") is build
+    assert build() == "built"
+    assert registry.entry("gpt2-small").description == "The small one."
+
+
+def test_call_form_with_explicit_description(registry: Registry) -> None:
+    obj = object()
+    assert registry.register("thing", obj, description="a thing") is obj
+    assert registry.get("thing") is obj
+    assert registry.entry("thing").description == "a thing"
+
+
+def test_names_are_sorted(registry: Registry) -> None:
+    for name in ["b", "c", "a"]:
+        registry.register(name, name)
+    assert registry.names() == ["a", "b", "c"]
+    assert "a" in registry and "z" not in registry
+
+
+def test_duplicate_is_an_error_unless_override(registry: Registry) -> None:
+    registry.register("x", 1)
+    with pytest.raises(DuplicateNameError, match="override=True"):
+        registry.register("x", 2)
+    registry.register("x", 3, override=True)
+    assert registry.get("x") == 3
+
+
+def test_unknown_name_suggests_closest_and_lists_known(registry: Registry) -> None:
+    for name in ["gpt2-small", "gpt2-medium", "gpt2-large"]:
+        registry.register(name, name)
+    with pytest.raises(UnknownNameError) as info:
+        registry.get("gpt2-smal")
+    message = str(info.value)
+    assert "unknown backbone 'gpt2-smal'; did you mean 'gpt2-small'?" in message
+    assert "known: gpt2-large, gpt2-medium, gpt2-small" in message
+
+
+def test_unknown_name_without_close_match_has_no_suggestion(registry: Registry) -> None:
+    registry.register("alpha", 1)
+    with pytest.raises(UnknownNameError) as info:
+        registry.get("zzzzzz")
+    assert "did you mean" not in str(info.value)
+
+
+def test_builtin_modules_load_lazily_on_first_read() -> None:
+    import sys
+
+    reg: Registry = Registry("thing", "llmclf.tests.none", ("tests_builtin_module_probe",))
+    sys.modules.pop("tests_builtin_module_probe", None)
+    with pytest.raises(ModuleNotFoundError):
+        reg.names()  # a missing built-in module is a bug, not a warning
+
+
+def test_the_four_registries_are_reachable_from_the_package() -> None:
+    import llmclf
+
+    for registry in (llmclf.datasets, llmclf.balancers, llmclf.padding, llmclf.backbones):
+        assert callable(registry.register) and callable(registry.get)
+        assert registry.names(), f"{registry.kind} registry has no built-in entries"
