@@ -1,1 +1,172 @@
-"""(being written)"""
+"""The built-in backbones: GPT-2 in its four released sizes, and a tiny size for tests.
+
+A backbone registry entry is a builder (timm style): calling it builds the model, and its
+attributes describe it without building::
+
+    builder = llmclf.backbones.get("gpt2-small")
+    builder.config            # GPT2Config: the size
+    builder.url               # where the pretrained weights come from (None: random only)
+    model = builder(weights="pretrained")   # or "random", or a path to model.safetensors
+
+Built-ins register exactly as a plugin registers its own size::
+
+    mini = GPT2Builder("gpt2-mini", n_layer=4, n_embd=256, n_head=4)
+    llmclf.backbones.register("gpt2-mini", mini, description="GPT-2, 4 layers, 256 wide")
+
+A plugin may also register a plain function with the builder's signature
+``(weights="random", *, dropout=0.0, seed=123) -> GPT2``; :func:`build_gpt2` does the work.
+
+The size metadata stays apart from the architecture (:mod:`.gpt2`), and torch is imported only
+when a model is built, so listing the registry stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..registries import backbones
+
+if TYPE_CHECKING:
+    from .gpt2 import GPT2, GPT2Config
+
+HF_URL = "https://huggingface.co/openai-community/{repo}/resolve/main/model.safetensors"
+
+
+class GPT2Builder:
+    """Builds GPT-2 of one size: ``builder(weights="random" | "pretrained" | path)``.
+
+    Args:
+        name: the registry name, used for the weights cache ``$LLMCLF_HOME/backbones/<name>``.
+        url: where ``weights="pretrained"`` downloads from; ``None`` for random-only sizes.
+        **sizes: :class:`~llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
+    """
+
+    def __init__(self, name: str, *, url: str | None = None, **sizes: Any) -> None:
+        self.name = name
+        self.url = url
+        self.sizes = sizes
+
+    @property
+    def config(self) -> GPT2Config:
+        """The size this builder builds, without building it."""
+        from .gpt2 import GPT2Config
+
+        return GPT2Config(**self.sizes)
+
+    def __call__(
+        self, weights: str | Path = "random", *, dropout: float = 0.0, seed: int = 123
+    ) -> GPT2:
+        """Build the model; see :func:`build_gpt2`."""
+        return build_gpt2(
+            self.config, weights, dropout=dropout, seed=seed, name=self.name, url=self.url
+        )
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v!r}" for k, v in self.sizes.items())
+        return f"GPT2Builder({self.name!r}, url={self.url!r}{', ' if sizes else ''}{sizes})"
+
+
+def build_gpt2(
+    config: GPT2Config,
+    weights: str | Path = "random",
+    *,
+    dropout: float = 0.0,
+    seed: int = 123,
+    name: str = "gpt2",
+    url: str | None = None,
+) -> GPT2:
+    """Build a :class:`~llmclf.models.gpt2.GPT2` of size ``config`` on the CPU.
+
+    Args:
+        config: the size; its ``dropout`` is replaced by ``dropout``.
+        weights: ``"random"`` (GPT-2's initialisation from a local generator seeded with
+            ``seed``; the global RNG is left alone), ``"pretrained"`` (from ``url``, see
+            :func:`~llmclf.models.weights.resolve_pretrained`), or a path to a
+            ``model.safetensors`` file in Hugging Face's layout or a directory holding one.
+        name: the backbone's name, for the weights cache and for messages.
+
+    Under ``with torch.device("meta")``, ``weights="random"`` returns the structure only (no
+    memory): enough to count parameters or check shapes of the largest sizes.
+    """
+    import torch
+
+    from .gpt2 import GPT2
+    from .weights import load_hf_weights, resolve_pretrained
+
+    config = dataclasses.replace(config, dropout=dropout)
+    with torch.device("meta"):
+        model = GPT2(config)  # structure only: no memory, no RNG; the weights come next
+    if isinstance(weights, str) and weights == "random":
+        if torch.get_default_device().type != "meta":
+            model.to_empty(device="cpu")
+            model.init_weights(torch.Generator().manual_seed(seed))
+        return model
+    if isinstance(weights, str) and weights == "pretrained":
+        if url is None:
+            raise UsageError(
+                f"backbone {name!r} has no pretrained weights; use weights='random' or a path to "
+                "a model.safetensors file"
+            )
+        path = resolve_pretrained(name, url)
+    else:
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise UsageError(
+                f"backbone weights must be 'random', 'pretrained' or a path to a "
+                f"model.safetensors file (or a directory holding one); {str(weights)!r} is none"
+            )
+    load_hf_weights(model, path)
+    return model
+
+
+def build_backbone(
+    name: str, weights: str | Path = "random", *, dropout: float = 0.0, seed: int = 123
+) -> GPT2:
+    """Build the registered backbone ``name``; an unknown name lists the known ones."""
+    return backbones.get(name)(weights, dropout=dropout, seed=seed)
+
+
+def _register(name: str, description: str, *, url: str | None, **sizes: Any) -> None:
+    backbones.register(name, GPT2Builder(name, url=url, **sizes), description=description)
+
+
+_register(
+    "gpt2-small",
+    "GPT-2 small: 124M parameters, 12 layers, 768 wide (OpenAI, 2019)",
+    url=HF_URL.format(repo="gpt2"),
+)
+_register(
+    "gpt2-medium",
+    "GPT-2 medium: 355M parameters, 24 layers, 1024 wide",
+    url=HF_URL.format(repo="gpt2-medium"),
+    n_layer=24,
+    n_embd=1024,
+    n_head=16,
+)
+_register(
+    "gpt2-large",
+    "GPT-2 large: 774M parameters, 36 layers, 1280 wide",
+    url=HF_URL.format(repo="gpt2-large"),
+    n_layer=36,
+    n_embd=1280,
+    n_head=20,
+)
+_register(
+    "gpt2-xl",
+    "GPT-2 XL: 1558M parameters, 48 layers, 1600 wide",
+    url=HF_URL.format(repo="gpt2-xl"),
+    n_layer=48,
+    n_embd=1600,
+    n_head=25,
+)
+_register(
+    "gpt2-tiny",
+    "GPT-2 architecture, 7M parameters (2 layers, 128 wide), random weights: tests, quick runs",
+    url=None,
+    n_layer=2,
+    n_embd=128,
+    n_head=4,
+)

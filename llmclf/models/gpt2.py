@@ -1,0 +1,170 @@
+"""GPT-2 written from scratch, nanoGPT style: attention, MLP, block, config, model in one file.
+
+Module attributes carry the names of Hugging Face's checkpoint keys (``wte``, ``wpe``,
+``h.{i}.ln_1``, ``h.{i}.attn.c_attn``, ``h.{i}.mlp.c_proj``, ``ln_f``, ...), so loading pretrained
+weights is a key-for-key copy plus a transpose of the Conv1D weights (:mod:`.weights`).
+
+There is no language-model head: :meth:`GPT2.forward` returns the final hidden states and a task
+head goes on top (:class:`llmclf.models.classifier.SequenceClassifier`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, UsageError
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which each position sees itself and earlier positions only.
+
+    Because of that, padding placed after a text's last real token never changes the hidden
+    states of its real tokens: right padding needs no attention mask.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        # query, key and value projections for all heads in one matrix
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape  # batch, tokens, embedding
+        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: expand 4x, GELU (tanh approximation), project back."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gelu(self.c_fc(x))  # (B, T, 4C)
+        return self.dropout(self.c_proj(x))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One transformer block, pre-LayerNorm: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))  # (B, T, C)
+        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+
+@dataclass
+class GPT2Config:
+    """The size of a GPT-2. The defaults are GPT-2 small (124M), as OpenAI released it."""
+
+    vocab_size: int = 50257  # GPT-2's BPE: 50,000 merges + 256 bytes + <|endoftext|>
+    context_length: int = 1024  # the most tokens one input may hold (HF: n_positions)
+    n_embd: int = 768  # embedding width C
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads; n_embd must divide evenly among them
+    dropout: float = 0.0  # embeddings, attention, residuals; 0.0 for fine-tuning, as in the book
+    layer_norm_eps: float = 1e-5
+    qkv_bias: bool = True  # GPT-2 has biases in its query/key/value projection
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "context_length", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"GPT2Config.{field} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"GPT2Config.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"GPT2Config.dropout must be in [0, 1), got {self.dropout!r}")
+
+
+class GPT2(nn.Module):
+    """GPT-2 without its language-model head: token ids (B, T) -> hidden states (B, T, C).
+
+    The forward pass is split in two public steps so callers can cache the output of frozen
+    lower blocks: ``forward(ids) == ln_f(run_blocks(embed(ids)))`` and
+    ``run_blocks(x) == run_blocks(run_blocks(x, 0, k), k)`` for every ``k``.
+
+    ``GPT2(config)`` initialises its weights as GPT-2 does from the global RNG; the registered
+    builders (:mod:`.backbones`) instead use a local, seeded generator.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)  # position embeddings
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """GPT-2's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorms, and
+        the residual projections (``c_proj``) scaled down by 1/sqrt(2 * n_layer)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02, generator=generator)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=residual_std, generator=generator)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token plus position embeddings: (B, T) token ids -> (B, T, C)."""
+        if input_ids.dim() != 2:
+            raise UsageError(
+                f"GPT2 takes token ids shaped (batch, tokens), got shape {tuple(input_ids.shape)}"
+            )
+        T, context = input_ids.shape[1], self.config.context_length
+        if input_ids.shape[1] > context:
+            raise UsageError(
+                f"input has {T} tokens but the model's context holds {context}; "
+                f"truncate the texts to at most {context} tokens"
+            )
+        pos = torch.arange(T, device=input_ids.device)  # (T,)
+        return self.drop(self.wte(input_ids) + self.wpe(pos))  # (B, T, C) + (T, C)
+
+    def run_blocks(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Run the blocks ``h[start:end]`` on hidden states x: (B, T, C) -> (B, T, C)."""
+        for block in self.h[start:end]:
+            x = block(x)
+        return x
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states after the last LayerNorm: (B, T) token ids -> (B, T, C)."""
+        return self.ln_f(self.run_blocks(self.embed(input_ids)))  # (B, T, C)
