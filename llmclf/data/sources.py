@@ -1,1 +1,180 @@
-"""(being written)"""
+"""Where data comes from: registered datasets (``sms`` built in) and data files.
+
+A dataset is a zero-argument function registered with ``@llmclf.datasets.register(name)`` that
+returns a DataFrame with a text and a label column, or a mapping of predefined ``train`` /
+``validation`` / ``test`` frames. A path to a .csv, .tsv, .jsonl, .json or .parquet file needs
+no registration. This module imports neither torch nor pandas at the top, so listing the
+registry stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import assets, settings
+from ..errors import AssetError, DataError, UnknownNameError
+from ..registries import datasets
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SMS_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SMS_ZIP_NAME = "sms+spam+collection.zip"
+SMS_MEMBER = "SMSSpamCollection"
+SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+SMS_LABELS = ("ham", "spam")
+PARTS = ("train", "validation", "test")
+
+
+@datasets.register("sms", description="SMS Spam Collection (UCI): 5,574 text messages, ham/spam")
+def sms() -> pd.DataFrame:
+    """SMS Spam Collection (UCI): 5,574 text messages, ham/spam.
+
+    Downloaded once into ``$LLMCLF_HOME/sms_spam/`` and read with quoting off, so messages
+    holding ``"`` characters never merge: 4,827 ham, 747 spam. Labels are an ordered
+    Categorical, which makes ham label 0 and spam label 1.
+    """
+    import pandas as pd
+
+    labels, texts = read_sms(sms_spam_file())
+    return pd.DataFrame(
+        {"text": texts, "label": pd.Categorical(labels, categories=SMS_LABELS, ordered=True)}
+    )
+
+
+def sms_spam_file() -> Path:
+    """``$LLMCLF_HOME/sms_spam/SMSSpamCollection``, hash-checked, downloaded when absent."""
+    dest = settings.sms_spam_path()
+    if dest.is_file():
+        if (actual := assets.sha256_of(dest)) != SMS_SHA256:
+            raise AssetError(
+                f"{dest} has sha256 {actual}, expected {SMS_SHA256}; delete it so llmclf can "
+                f"download it again from {SMS_URL}"
+            )
+        return dest
+    zip_path = dest.parent / SMS_ZIP_NAME
+    if settings.offline() and not zip_path.is_file():
+        raise AssetError(
+            f"the SMS Spam Collection is not available (LLMCLF_OFFLINE is set); download "
+            f"{SMS_URL} and put it at {zip_path}, or put the {SMS_MEMBER} file inside it at {dest}"
+        )
+    assets.download(SMS_URL, zip_path, what="SMS Spam Collection")
+    data = _zip_member(zip_path, SMS_MEMBER)
+    if (actual := hashlib.sha256(data).hexdigest()) != SMS_SHA256:
+        raise AssetError(
+            f"{SMS_MEMBER} in {zip_path} has sha256 {actual}, expected {SMS_SHA256}; delete "
+            f"{zip_path} and try again"
+        )
+    assets.atomic_write_bytes(dest, data)
+    zip_path.unlink(missing_ok=True)
+    return dest
+
+
+def _zip_member(zip_path: Path, member: str) -> bytes:
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == member]
+            if not names:
+                raise AssetError(f"{zip_path} holds no {member}; delete it and try again")
+            return archive.read(names[0])
+    except zipfile.BadZipFile:
+        raise AssetError(f"{zip_path} is not a valid zip file; delete it and try again") from None
+
+
+def read_sms(path: Path) -> tuple[list[str], list[str]]:
+    """(labels, texts) of a ``label<TAB>text`` file, one message a line, quotes kept as text."""
+    labels, texts = [], []
+    lines = Path(path).read_bytes().decode("utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        label, tab, text = line.removesuffix("\r").partition("\t")
+        if not tab:
+            raise DataError(f"{path}: line {number} has no tab; expected label<TAB>text")
+        labels.append(label)
+        texts.append(text)
+    return labels, texts
+
+
+# ----- resolving --dataset ---------------------------------------------------------------
+def is_file_dataset(dataset: str) -> bool:
+    """Whether ``dataset`` means a path (it exists, has a data suffix, or has a separator)."""
+    from .readers import table_format
+
+    if dataset in datasets:
+        return False
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return (
+        table_format(dataset) is not None
+        or any(s in dataset for s in separators)
+        or Path(dataset).expanduser().exists()
+    )
+
+
+def load_source(
+    dataset: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8"
+) -> pd.DataFrame:
+    """The raw rows of ``dataset`` (a registered name or a file path) as a frame.
+
+    The frame has columns ``text`` and ``label`` as the source gave them; a dataset with
+    predefined splits adds a ``part`` column (``train``, ``validation``, ``test``), rows in
+    that order.
+    """
+    from .readers import read_table
+
+    if is_file_dataset(dataset):
+        return read_table(dataset, text_column, label_column, encoding)
+    try:
+        function = datasets.get(dataset)
+    except UnknownNameError as exc:
+        raise UnknownNameError(
+            f"{exc}; or pass a path to a .csv, .tsv, .jsonl, .json or .parquet file"
+        ) from None
+    result = function()
+    where = f"dataset {dataset!r}"
+    if isinstance(result, Mapping):
+        return _predefined(where, result, text_column, label_column)
+    return _columns(where, result, text_column, label_column)
+
+
+def _columns(where: str, frame: object, text_column: str, label_column: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(
+            f"{where} returned a {type(frame).__name__}; a dataset function must return a "
+            "pandas DataFrame with text and label columns, or a mapping of train/validation/"
+            "test DataFrames"
+        )
+    found = [str(c) for c in frame.columns]
+    flags = {text_column: "--text-column", label_column: "--label-column"}
+    missing = [name for name in flags if name not in frame.columns]
+    if missing:
+        what = " and ".join(f"{name!r} (set {flags[name]})" for name in missing)
+        raise DataError(f"{where} has no column {what}; columns found: {', '.join(found)}")
+    out = frame[[text_column, label_column]].set_axis(["text", "label"], axis=1)
+    return out.reset_index(drop=True)
+
+
+def _predefined(
+    where: str, parts: Mapping[str, object], text_column: str, label_column: str
+) -> pd.DataFrame:
+    import pandas as pd
+
+    if set(parts) != set(PARTS):
+        raise DataError(
+            f"{where} returned splits {sorted(map(str, parts))}; a mapping must have exactly "
+            f"the keys {', '.join(PARTS)}"
+        )
+    frames = []
+    for part in PARTS:
+        frame = _columns(f"{where} ({part} split)", parts[part], text_column, label_column)
+        frames.append(frame.assign(part=part))
+    if len(frames[0]) == 0:
+        raise DataError(f"{where} has an empty train split; give it rows")
+    return pd.concat(frames, ignore_index=True)

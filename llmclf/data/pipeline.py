@@ -1,0 +1,364 @@
+"""The data pipeline: load -> clean -> label map -> balance -> stratified split -> encode.
+
+``prepare_data`` turns a :class:`DataSpec` into three encoded splits, the label map, the
+class weights (when the balancer weights the loss) and a :class:`DataReport`. ``load_split``
+rebuilds exactly the rows a run used; ``load_all`` reads a whole dataset for evaluation.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, UsageError
+from ..registries import balancers
+from .balance import Balanced
+from .clean import Cleaned, clean
+from .clean import fingerprint as fingerprint_of
+from .labels import LabelMap
+from .readers import load_texts  # public here: predict reads its inputs through it
+from .report import DataReport
+from .sources import load_source
+from .split import SPLITS, stratified_split
+from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DataSpec",
+    "PreparedData",
+    "Split",
+    "load_all",
+    "load_split",
+    "load_texts",
+    "prepare_data",
+]
+
+BALANCE_SCOPES = ("all", "train")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What data to train on and how to prepare it. Plain values only, so it saves as JSON."""
+
+    dataset: str = "sms"  # registry name, or a path to a .csv/.tsv/.jsonl/.json/.parquet file
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"  # of data files
+    balance: str = "undersample"  # balancer registry name
+    balance_scope: str = "all"  # "all": balance then split (the book's) | "train": train only
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / validation / test
+    seed: int = 123
+    dedupe: bool = False  # drop repeated texts (the first stays)
+    max_length: int | None = None  # cap on tokens per text, besides the context length
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, os.PathLike):
+            object.__setattr__(self, "dataset", os.fspath(self.dataset))
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(
+                f"dataset must be a dataset name or a file path, got {self.dataset!r}"
+            )
+        for name in ("text_column", "label_column", "balance"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.text_column == self.label_column:
+            raise ConfigError(
+                f"text_column and label_column are both {self.text_column!r}; name two columns"
+            )
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ConfigError(
+                f"encoding {self.encoding!r} is not a Python codec; use e.g. utf-8 or latin-1"
+            ) from None
+        if self.balance_scope not in BALANCE_SCOPES:
+            raise ConfigError(
+                f"balance_scope must be 'all' (balance, then split) or 'train' (balance the "
+                f"training split only), got {self.balance_scope!r}"
+            )
+        object.__setattr__(self, "split", _check_split(self.split))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.max_length is not None and (
+            isinstance(self.max_length, bool)
+            or not isinstance(self.max_length, int)
+            or self.max_length < 1
+        ):
+            raise ConfigError(
+                f"max_length must be a positive integer or None, got {self.max_length!r}"
+            )
+
+
+def _check_split(split: object) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(f) for f in split)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or any(not 0 <= f <= 1 for f in values) or values[0] == 0:
+        raise ConfigError(
+            f"split must be three fractions train, validation, test (train > 0), got {split!r}"
+        )
+    if abs(sum(values) - 1) > 1e-6:
+        raise ConfigError(f"split fractions must sum to 1, got {split!r} (sum {sum(values):g})")
+    return values  # type: ignore[return-value]
+
+
+@dataclass
+class Split:
+    """One encoded split; ``row_ids`` are positions in the cleaned dataset (may repeat when
+    oversampling)."""
+
+    texts: list[str]
+    labels: list[int]  # label ids
+    token_ids: list[list[int]]  # truncated to min(max_length, context_length)
+    row_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class PreparedData:
+    """Everything the Trainer needs from the data, and the report of how it was made."""
+
+    train: Split
+    validation: Split
+    test: Split
+    labels: LabelMap
+    class_weights: list[float] | None  # per label id; only the class-weight balancer sets it
+    report: DataReport
+    fingerprint: str  # sha256 of the cleaned rows: detects a changed dataset later
+
+    def split_ids(self) -> dict[str, list[int]]:
+        """The row ids of each split, to save with a run."""
+        return {name: list(getattr(self, name).row_ids) for name in SPLITS}
+
+
+def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> PreparedData:
+    """Load, clean, map labels, balance, split (stratified, seeded) and encode ``spec``'s data."""
+    import pandas as pd
+
+    cap = _token_cap(spec, context_length)
+    cleaned = _load_clean(spec)
+    frame = cleaned.frame
+    labels = LabelMap.from_labels(frame["label"])
+    if len(labels) < 2:
+        raise DataError(
+            f"dataset {spec.dataset!r} has a single class ({labels.names[0]!r}) after cleaning; "
+            f"a classifier needs two or more: check the label column ({spec.label_column!r}, "
+            "set --label-column)"
+        )
+    label_ids = [labels.id(name) for name in frame["label"].astype(str).tolist()]
+    table = pd.DataFrame({"text": frame["text"], "label": label_ids})
+    balancer = balancers.get(spec.balance)
+
+    if "part" in frame.columns:  # predefined splits: used as given, only train is balanced
+        parts = {name: table.index[frame["part"] == name].tolist() for name in SPLITS}
+        balanced = _balance(balancer, spec, table.loc[parts["train"]], len(labels))
+        ids = {**parts, "train": _train_order(balanced, parts["train"], spec.seed)}
+    elif spec.balance_scope == "all":
+        balanced = _balance(balancer, spec, table, len(labels))
+        if balanced.frame.index.has_duplicates:
+            raise UsageError(
+                f"balancer {spec.balance!r} repeats rows, and balancing before splitting would "
+                "put copies of a row in both training and test; set balance_scope='train' "
+                "(--balance-scope train)"
+            )
+        ids = _split(spec, balanced.frame, labels)
+    else:
+        ids = _split(spec, table, labels)
+        balanced = _balance(balancer, spec, table.loc[ids["train"]], len(labels))
+        ids["train"] = _train_order(balanced, ids["train"], spec.seed)
+
+    texts = frame["text"].tolist()
+    splits = {name: _encode(texts, label_ids, ids[name], tokenizer, cap) for name in SPLITS}
+    report = _report(spec, cleaned, labels, label_ids, balanced, splits, cap)
+    return PreparedData(
+        train=splits["train"][0],
+        validation=splits["validation"][0],
+        test=splits["test"][0],
+        labels=labels,
+        class_weights=balanced.class_weights,
+        report=report,
+        fingerprint=fingerprint_of(frame),
+    )
+
+
+def load_split(
+    spec: DataSpec,
+    labels: LabelMap,
+    row_ids: list[int],
+    tokenizer: Tokenizer,
+    context_length: int,
+    fingerprint: str | None = None,
+) -> Split:
+    """Rebuild the rows ``row_ids`` of ``spec``'s dataset, loaded and cleaned as in training.
+
+    With ``fingerprint``, a dataset whose cleaned rows changed since training is a
+    :class:`DataError` (the same row ids would now name other rows).
+    """
+    cap = _token_cap(spec, context_length)
+    frame = _load_clean(spec).frame
+    if fingerprint is not None and (actual := fingerprint_of(frame)) != fingerprint:
+        raise DataError(
+            f"dataset {spec.dataset!r} changed since training (fingerprint {actual[:12]} was "
+            f"{fingerprint[:12]}), so the saved split no longer names the same rows; restore "
+            "the original data, or evaluate on the whole new dataset instead"
+        )
+    bad = [r for r in row_ids if not 0 <= r < len(frame)]
+    if bad:
+        raise DataError(
+            f"row ids {bad[:5]} are out of range for dataset {spec.dataset!r} with "
+            f"{len(frame)} rows; the dataset changed since training, restore the original data"
+        )
+    names = frame["label"].astype(str).tolist()
+    _require_known(spec, labels, [names[r] for r in row_ids])
+    label_ids = [labels.id(n) if n in labels else -1 for n in names]
+    return _encode(frame["text"].tolist(), label_ids, list(row_ids), tokenizer, cap)[0]
+
+
+def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_length: int) -> Split:
+    """Every row of ``spec``'s dataset (loaded and cleaned, not balanced or split), labelled
+    with the model's label map; a label the model does not know is a :class:`DataError`."""
+    cap = _token_cap(spec, context_length)
+    frame = _load_clean(spec).frame
+    names = frame["label"].astype(str).tolist()
+    _require_known(spec, labels, names)
+    label_ids = [labels.id(n) for n in names]
+    return _encode(frame["text"].tolist(), label_ids, list(range(len(frame))), tokenizer, cap)[0]
+
+
+# ----- steps -----------------------------------------------------------------------------
+def _token_cap(spec: DataSpec, context_length: int) -> int:
+    if (
+        isinstance(context_length, bool)
+        or not isinstance(context_length, int)
+        or context_length < 1
+    ):
+        raise ConfigError(f"context_length must be a positive integer, got {context_length!r}")
+    return min(spec.max_length or context_length, context_length)
+
+
+def _load_clean(spec: DataSpec) -> Cleaned:
+    source = load_source(spec.dataset, spec.text_column, spec.label_column, spec.encoding)
+    if len(source) == 0:
+        raise DataError(f"dataset {spec.dataset!r} has no rows; give it rows of text and label")
+    cleaned = clean(source, dedupe=spec.dedupe)
+    if len(cleaned.frame) == 0:
+        reasons = ", ".join(f"{n} {r}" for r, n in cleaned.dropped.items() if n)
+        raise DataError(
+            f"dataset {spec.dataset!r} has no usable rows: all {cleaned.rows_read} were dropped "
+            f"({reasons}); check --text-column and --label-column"
+        )
+    return cleaned
+
+
+def _balance(balancer: object, spec: DataSpec, frame: pd.DataFrame, n_labels: int) -> Balanced:
+    result = balancer(frame, seed=spec.seed)  # type: ignore[operator]
+    if not isinstance(result, Balanced):
+        raise DataError(
+            f"balancer {spec.balance!r} returned a {type(result).__name__}; a balancer must "
+            "return llmclf.data.balance.Balanced(frame, class_weights)"
+        )
+    if not result.frame.index.isin(frame.index).all():
+        raise DataError(
+            f"balancer {spec.balance!r} returned rows that are not in its input; keep the "
+            "input frame's index (the row ids)"
+        )
+    weights = result.class_weights
+    if weights is not None and len(weights) != n_labels:
+        if len(weights) > n_labels:
+            raise DataError(
+                f"balancer {spec.balance!r} returned {len(weights)} class weights for "
+                f"{n_labels} labels; return one weight per label id"
+            )
+        result = Balanced(result.frame, [*weights, *[0.0] * (n_labels - len(weights))])
+    return result
+
+
+def _split(spec: DataSpec, frame: pd.DataFrame, labels: LabelMap) -> dict[str, list[int]]:
+    parts = stratified_split(
+        frame.index.tolist(), frame["label"].tolist(), spec.split, spec.seed, labels.names
+    )
+    return dict(zip(SPLITS, parts, strict=True))
+
+
+def _train_order(balanced: Balanced, before: list[int], seed: int) -> list[int]:
+    """The balanced training rows; when the balancer changed them, in a seeded random order."""
+    rows = balanced.frame.index.tolist()
+    if rows == before:
+        return rows
+    return [rows[i] for i in np.random.RandomState(seed).permutation(len(rows))]
+
+
+def _require_known(spec: DataSpec, labels: LabelMap, names: list[str]) -> None:
+    if unknown := labels.unknown(names):
+        shown = ", ".join(repr(n) for n in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise DataError(
+            f"dataset {spec.dataset!r} has labels the model does not know: {shown} (it knows "
+            f"{', '.join(labels.names)}); drop those rows or train a model on them"
+        )
+
+
+def _encode(
+    texts: list[str], label_ids: list[int], row_ids: list[int], tokenizer: Tokenizer, cap: int
+) -> tuple[Split, int]:
+    """The split of ``row_ids``, encoded and truncated to ``cap``; and how many were cut."""
+    chosen = [texts[r] for r in row_ids]
+    encoded = tokenizer.encode_batch(chosen) if chosen else []
+    truncated = sum(len(ids) > cap for ids in encoded)
+    split = Split(
+        texts=chosen,
+        labels=[label_ids[r] for r in row_ids],
+        token_ids=[ids[:cap] for ids in encoded],
+        row_ids=list(row_ids),
+    )
+    return split, truncated
+
+
+def _report(
+    spec: DataSpec,
+    cleaned: Cleaned,
+    labels: LabelMap,
+    label_ids: list[int],
+    balanced: Balanced,
+    splits: dict[str, tuple[Split, int]],
+    cap: int,
+) -> DataReport:
+    def counts(ids: list[int]) -> dict[str, int]:
+        tally = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(labels))
+        return {name: int(tally[i]) for i, name in enumerate(labels.names)}
+
+    def lengths(split: Split) -> dict[str, float]:
+        if not split.token_ids:
+            return {}
+        n = np.fromiter((len(t) for t in split.token_ids), dtype=np.int64)
+        return {"min": int(n.min()), "mean": round(float(n.mean()), 2), "max": int(n.max())}
+
+    weights = balanced.class_weights
+    return DataReport(
+        dataset=spec.dataset,
+        rows_read=cleaned.rows_read,
+        dropped=dict(cleaned.dropped),
+        rows_kept=len(cleaned.frame),
+        labels=list(labels.names),
+        class_counts=counts(label_ids),
+        balance=spec.balance,
+        balance_scope="train" if "part" in cleaned.frame.columns else spec.balance_scope,
+        balanced_counts=counts(balanced.frame["label"].tolist()),
+        predefined_splits="part" in cleaned.frame.columns,
+        split_sizes={name: len(split) for name, (split, _) in splits.items()},
+        split_class_counts={name: counts(split.labels) for name, (split, _) in splits.items()},
+        max_tokens=cap,
+        truncated={name: cut for name, (_, cut) in splits.items()},
+        token_lengths={name: lengths(split) for name, (split, _) in splits.items()},
+        class_weights=(
+            {name: float(weights[i]) for i, name in enumerate(labels.names)} if weights else None
+        ),
+    )
