@@ -146,6 +146,15 @@ def load_hf_weights(model: GPT2, source: Path | str | Mapping[str, torch.Tensor]
     model.load_state_dict(tensors, strict=True, assign=on_meta)
 
 
+def hf_state_dict(model: GPT2, prefix: str = "") -> dict[str, torch.Tensor]:
+    """``model``'s weights in Hugging Face's layout (Conv1D weights transposed), ready for
+    ``safetensors.torch.save_file``: the inverse of :func:`load_hf_weights`."""
+    return {
+        prefix + name: (t.t() if name.endswith(CONV1D_WEIGHTS) else t).detach().contiguous()
+        for name, t in model.state_dict().items()
+    }
+
+
 def _listing(items: list[str]) -> str:
     shown = ", ".join(items[:LISTED])
     return shown + (f", ... (+{len(items) - LISTED} more)" if len(items) > LISTED else "")

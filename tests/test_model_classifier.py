@@ -1,0 +1,102 @@
+"""The classification head and its pooling, and the exactness the speed work relies on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmclf.errors import UsageError
+from llmclf.models.backbones import build_backbone
+from llmclf.models.classifier import POOLINGS, SequenceClassifier, pool
+from llmclf.models.gpt2 import GPT2, GPT2Config
+
+PAD = 50256  # <|endoftext|>, the book's padding token
+
+
+@pytest.fixture(scope="module")
+def classifier() -> SequenceClassifier:
+    """gpt2-tiny: the real context length (1,024) at a small width."""
+    torch.manual_seed(0)
+    return SequenceClassifier(build_backbone("gpt2-tiny"), num_classes=2).eval()
+
+
+def texts() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.randint(0, 50000, (n,), generator=g) for n in (7, 23, 1, 14)]
+
+
+def right_pad(seqs: list[torch.Tensor], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(seqs), width), PAD)
+    for i, seq in enumerate(seqs):
+        ids[i, : len(seq)] = seq
+    return ids, torch.tensor([len(s) for s in seqs])
+
+
+def test_head_replaces_the_language_model_output(classifier: SequenceClassifier) -> None:
+    assert classifier.head.in_features == 128 and classifier.num_classes == 2
+    assert classifier.pooling == "last-token"
+    ids, lengths = right_pad(texts(), 23)
+    assert classifier(ids, lengths).shape == (4, 2)
+
+
+@torch.no_grad()
+def test_last_token_logits_do_not_depend_on_padding(classifier: SequenceClassifier) -> None:
+    seqs = texts()
+    own = torch.cat([classifier(*right_pad([s], len(s))) for s in seqs])  # no padding at all
+    longest = classifier(*right_pad(seqs, max(len(s) for s in seqs)))  # padded per batch
+    full = classifier(*right_pad(seqs, 1024))  # padded to the whole context
+    assert (own - longest).abs().max().item() <= 1e-5
+    assert (own - full).abs().max().item() <= 1e-5
+
+
+@torch.no_grad()
+def test_the_books_last_pooling_reads_the_padding(classifier: SequenceClassifier) -> None:
+    last = SequenceClassifier(classifier.backbone, 2, pooling="last").eval()
+    last.head.load_state_dict(classifier.head.state_dict())
+    seq = texts()[0]
+    ids, lengths = right_pad([seq], len(seq))
+    assert torch.allclose(last(ids, lengths), classifier(ids, lengths))
+    padded, lengths = right_pad([seq], 40)
+    assert not torch.allclose(last(padded, lengths), classifier(padded, lengths))
+
+
+@torch.no_grad()
+def test_forward_from_a_cached_trunk_equals_forward(classifier: SequenceClassifier) -> None:
+    ids, lengths = right_pad(texts(), 23)
+    expected = classifier(ids, lengths)
+    for k in range(len(classifier.backbone.h) + 1):
+        hidden = classifier.trunk(ids, k)
+        assert torch.equal(classifier.forward_from(hidden, lengths, k), expected), k
+
+
+def test_pool_picks_the_right_vectors() -> None:
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)  # (B=2, T=4, C=3)
+    lengths = torch.tensor([2, 4])
+    assert torch.equal(pool(hidden, lengths, "last"), hidden[:, 3])
+    assert torch.equal(pool(hidden, lengths, "first"), hidden[:, 0])
+    assert torch.equal(
+        pool(hidden, lengths, "last-token"), torch.stack([hidden[0, 1], hidden[1, 3]])
+    )
+    mean = torch.stack([hidden[0, :2].mean(0), hidden[1].mean(0)])
+    assert torch.allclose(pool(hidden, lengths, "mean"), mean)
+    # without lengths every token is real
+    assert torch.equal(pool(hidden, None, "last-token"), hidden[:, 3])
+    assert torch.allclose(pool(hidden, None, "mean"), hidden.mean(1))
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_every_pooling_trains_end_to_end(pooling: str) -> None:
+    torch.manual_seed(0)
+    backbone = GPT2(GPT2Config(vocab_size=20, context_length=8, n_embd=16, n_layer=1, n_head=2))
+    model = SequenceClassifier(backbone, num_classes=3, pooling=pooling)
+    ids, lengths = torch.randint(0, 20, (4, 8)), torch.tensor([8, 3, 5, 1])
+    model(ids, lengths).logsumexp(-1).sum().backward()
+    assert model.head.weight.grad is not None and backbone.wte.weight.grad is not None
+
+
+def test_unknown_pooling_lists_the_valid_ones() -> None:
+    backbone = GPT2(GPT2Config(vocab_size=20, context_length=8, n_embd=16, n_layer=1, n_head=2))
+    with pytest.raises(UsageError, match="unknown pooling 'max'; choose one of last, last-token"):
+        SequenceClassifier(backbone, 2, pooling="max")
+    with pytest.raises(UsageError, match="num_classes"):
+        SequenceClassifier(backbone, 0)
