@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import llmclf
+from llmclf import assets
 from llmclf.errors import AssetError, UnknownNameError, UsageError
 from llmclf.models.backbones import HF_URL, GPT2Builder, build_backbone
 from llmclf.models.gpt2 import GPT2, GPT2Config
@@ -169,3 +171,38 @@ def test_pretrained_weights_load_from_the_hugging_face_cache(
     loaded = build_backbone("gpt2-mini", "pretrained")
     assert torch.equal(loaded.h[0].mlp.c_fc.weight, source.h[0].mlp.c_fc.weight)
     assert not (writable_home / "backbones").exists()  # nothing downloaded or copied
+
+
+def test_a_download_lands_in_the_llmclf_cache_and_is_checked(
+    writable_home: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served = tmp_path / "served.safetensors"
+    source = GPT2(GPT2Config(vocab_size=30, context_length=8, n_embd=16, n_layer=1, n_head=2))
+    save_file(hf_state_dict(source), served)
+    fetched: list[str] = []
+
+    def fake_fetch(url: str, dest: Path, what: str) -> None:
+        fetched.append(url)
+        dest.write_bytes(served.read_bytes())
+
+    monkeypatch.setattr(assets, "_fetch", fake_fetch)
+    monkeypatch.setenv("LLMCLF_OFFLINE", "0")
+    url = "https://huggingface.co/someone/gpt2-mini/resolve/main/model.safetensors"
+    sizes = {"vocab_size": 30, "context_length": 8, "n_embd": 16, "n_layer": 1, "n_head": 2}
+    wrong = GPT2Builder("gpt2-mini", url=url, sha256="0" * 64, **sizes)
+    with pytest.raises(AssetError, match="sha256"):
+        wrong(weights="pretrained")
+    dest = writable_home / "backbones" / "gpt2-mini" / "model.safetensors"
+    assert not dest.exists()  # a bad download leaves nothing behind
+
+    sha = hashlib.sha256(served.read_bytes()).hexdigest()
+    model = GPT2Builder("gpt2-mini", url=url, sha256=sha, **sizes)(weights="pretrained")
+    assert dest.is_file() and fetched == [url, url]
+    assert torch.equal(model.wte.weight, source.wte.weight)
+    GPT2Builder("gpt2-mini", url=url, sha256=sha, **sizes)(weights="pretrained")
+    assert len(fetched) == 2  # the second build reads the cached file
+
+
+def test_gpt2_small_pins_the_hash_of_the_hub_file() -> None:
+    small = llmclf.backbones.get("gpt2-small")
+    assert small.sha256 == "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"

@@ -41,12 +41,16 @@ class GPT2Builder:
     Args:
         name: the registry name, used for the weights cache ``$LLMCLF_HOME/backbones/<name>``.
         url: where ``weights="pretrained"`` downloads from; ``None`` for random-only sizes.
+        sha256: the downloaded file's pinned hash, if known.
         **sizes: :class:`~llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
     """
 
-    def __init__(self, name: str, *, url: str | None = None, **sizes: Any) -> None:
+    def __init__(
+        self, name: str, *, url: str | None = None, sha256: str | None = None, **sizes: Any
+    ) -> None:
         self.name = name
         self.url = url
+        self.sha256 = sha256
         self.sizes = sizes
 
     @property
@@ -61,7 +65,13 @@ class GPT2Builder:
     ) -> GPT2:
         """Build the model; see :func:`build_gpt2`."""
         return build_gpt2(
-            self.config, weights, dropout=dropout, seed=seed, name=self.name, url=self.url
+            self.config,
+            weights,
+            dropout=dropout,
+            seed=seed,
+            name=self.name,
+            url=self.url,
+            sha256=self.sha256,
         )
 
     def __repr__(self) -> str:
@@ -77,6 +87,7 @@ def build_gpt2(
     seed: int = 123,
     name: str = "gpt2",
     url: str | None = None,
+    sha256: str | None = None,
 ) -> GPT2:
     """Build a :class:`~llmclf.models.gpt2.GPT2` of size ``config`` on the CPU.
 
@@ -87,6 +98,7 @@ def build_gpt2(
             :func:`~llmclf.models.weights.resolve_pretrained`), or a path to a
             ``model.safetensors`` file in Hugging Face's layout or a directory holding one.
         name: the backbone's name, for the weights cache and for messages.
+        sha256: the pinned hash a download of ``url`` must have, if known.
 
     Under ``with torch.device("meta")``, ``weights="random"`` returns the structure only (no
     memory): enough to count parameters or check shapes of the largest sizes.
@@ -110,7 +122,7 @@ def build_gpt2(
                 f"backbone {name!r} has no pretrained weights; use weights='random' or a path to "
                 "a model.safetensors file"
             )
-        path = resolve_pretrained(name, url)
+        path = resolve_pretrained(name, url, sha256=sha256)
     else:
         path = Path(weights).expanduser()
         if not path.exists():
@@ -129,14 +141,18 @@ def build_backbone(
     return backbones.get(name)(weights, dropout=dropout, seed=seed)
 
 
-def _register(name: str, description: str, *, url: str | None, **sizes: Any) -> None:
-    backbones.register(name, GPT2Builder(name, url=url, **sizes), description=description)
+def _register(
+    name: str, description: str, *, url: str | None, sha256: str | None = None, **sizes: Any
+) -> None:
+    builder = GPT2Builder(name, url=url, sha256=sha256, **sizes)
+    backbones.register(name, builder, description=description)
 
 
 _register(
     "gpt2-small",
     "GPT-2 small: 124M parameters, 12 layers, 768 wide (OpenAI, 2019)",
     url=HF_URL.format(repo="gpt2"),
+    sha256="248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",  # 548,105,171 B
 )
 _register(
     "gpt2-medium",

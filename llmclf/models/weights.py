@@ -161,13 +161,15 @@ def _listing(items: list[str]) -> str:
 
 
 # ----- pretrained weights ----------------------------------------------------------------------
-def resolve_pretrained(name: str, url: str) -> Path:
+def resolve_pretrained(name: str, url: str, *, sha256: str | None = None) -> Path:
     """A local copy of the pretrained weights of backbone ``name``, downloading only if needed.
 
     Looks in ``$LLMCLF_HOME/backbones/<name>/model.safetensors``, then in the user's Hugging
     Face cache (the file ``url`` points at, if the hub already downloaded it), and otherwise
-    downloads ``url`` there (atomically, with a progress bar). Offline, or when the download
-    fails, :class:`~llmclf.errors.AssetError` names the URL and where to put the file.
+    downloads ``url`` there (atomically, with a progress bar, checked against ``sha256`` when
+    one is pinned). Offline, or when the download fails, :class:`~llmclf.errors.AssetError`
+    names the URL and where to put the file. Files already present are not hashed again (a
+    gpt2-xl file is 6 GB); reading them checks their structure and every tensor's shape.
     """
     dest = settings.backbone_weights_path(name)
     if dest.is_file():
@@ -175,7 +177,7 @@ def resolve_pretrained(name: str, url: str) -> Path:
     cached = find_in_hf_cache(url)
     if cached is not None:
         return cached
-    return assets.download(url, dest, what=f"the pretrained weights of {name}")
+    return assets.download(url, dest, what=f"the pretrained weights of {name}", sha256=sha256)
 
 
 def hf_hub_cache() -> Path:
