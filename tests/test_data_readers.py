@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -29,9 +30,10 @@ fast = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 
 def _tmp(suffix: str) -> Path:
-    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-    handle.close()
-    return Path(handle.name)
+    """A fresh file per hypothesis example (function-scoped tmp_path would be shared)."""
+    fd, name = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    return Path(name)
 
 
 # ----- round trips -----------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Padding policies and batch loaders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import llmclf
+from llmclf.data.loaders import batch_positions, batches, num_batches
+from llmclf.data.padding import Batch, PaddingPolicy, get_policy, policy_from_state
+from llmclf.errors import ConfigError, UsageError
+
+PAD = 50256
+CONTEXT = 16
+TEXTS = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 11]]  # lengths 3, 1, 5, 2
+LABELS = [0, 1, 1, 0]
+POLICIES = ["pad-batch", "pad-dataset", "truncate-batch", "truncate-dataset"]
+
+
+def make(name: str, max_length: int | None = None, context: int = CONTEXT) -> PaddingPolicy:
+    policy = get_policy(name, max_length, context, PAD)
+    policy.fit([len(t) for t in TEXTS])
+    return policy
+
+
+def check(batch: Batch, token_ids: list[list[int]]) -> None:
+    """Real tokens first, pad after, lengths say where the real tokens end."""
+    b, t = batch.input_ids.shape
+    assert batch.input_ids.dtype == batch.lengths.dtype == torch.long
+    assert batch.lengths.shape == (b,) and b == len(token_ids)
+    for row, length, ids in zip(
+        batch.input_ids.tolist(), batch.lengths.tolist(), token_ids, strict=True
+    ):
+        assert 1 <= length <= t
+        assert row[:length] == (ids[:length] or [PAD])
+        assert row[length:] == [PAD] * (t - length)
+
+
+def test_every_builtin_policy_is_registered() -> None:
+    assert set(POLICIES) <= set(llmclf.padding.names())
+    assert llmclf.padding.entry("pad-batch").description.startswith("Pad each batch")
+
+
+@pytest.mark.parametrize(
+    ("name", "width"),
+    [("pad-batch", 5), ("pad-dataset", 5), ("truncate-batch", 1), ("truncate-dataset", 1)],
+)
+def test_batch_width_and_contents(name: str, width: int) -> None:
+    batch = make(name).collate(TEXTS, LABELS)
+    assert batch.input_ids.shape == (4, width)
+    assert batch.labels.tolist() == LABELS
+    check(batch, TEXTS)
+
+
+def test_pad_batch_pads_to_the_longest_in_the_batch() -> None:
+    batch = make("pad-batch").collate([[1, 2], [3]])
+    assert batch.input_ids.tolist() == [[1, 2], [3, PAD]]
+    assert batch.lengths.tolist() == [2, 1]
+    assert batch.labels is None
+
+
+def test_pad_dataset_pads_every_batch_to_the_longest_training_text() -> None:
+    policy = make("pad-dataset")
+    assert policy.collate([[1], [2]]).input_ids.tolist() == [[1] + [PAD] * 4, [2] + [PAD] * 4]
+    longer = policy.collate([list(range(9))])  # longer than any training text: cut
+    assert longer.input_ids.tolist() == [list(range(5))] and longer.lengths.tolist() == [5]
+
+
+@pytest.mark.parametrize("name", ["truncate-batch", "truncate-dataset"])
+def test_truncate_policies_never_pad(name: str) -> None:
+    policy = make(name)
+    for group in ([[1, 2, 3], [4, 5, 6, 7]], TEXTS, [[9] * 12, [8] * 7]):
+        batch = policy.collate(group)
+        assert (batch.lengths == batch.input_ids.shape[1]).all()
+        assert PAD not in batch.input_ids.tolist()[0]
+
+
+def test_truncate_dataset_cuts_to_the_shortest_training_text() -> None:
+    policy = get_policy("truncate-dataset", None, CONTEXT, PAD)
+    policy.fit([4, 6, 9])
+    assert policy.collate([[1] * 10, [2] * 5]).input_ids.shape == (2, 4)
+    assert policy.collate([[1] * 10, [2] * 3]).input_ids.shape == (2, 3)  # never pads
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_the_cap_and_the_context_length_are_never_exceeded(name: str) -> None:
+    long_texts = [list(range(40)), list(range(30))]
+    capped = get_policy(name, 6, CONTEXT, PAD)
+    capped.fit([40, 30])
+    assert capped.collate(long_texts).input_ids.shape[1] <= 6
+    uncapped = get_policy(name, 1000, CONTEXT, PAD)  # the context length still caps
+    uncapped.fit([40, 30])
+    batch = uncapped.collate(long_texts)
+    assert batch.input_ids.shape[1] <= CONTEXT
+    check(batch, long_texts)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_an_empty_text_is_one_pad_token_of_length_one(name: str) -> None:
+    batch = make(name).collate([[], [7, 8]])
+    assert batch.input_ids[0, 0].item() == PAD
+    assert batch.lengths[0].item() == 1
+    alone = make(name).collate([[]])
+    assert set(alone.input_ids.flatten().tolist()) == {PAD} and alone.lengths.tolist() == [1]
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_state_round_trips_through_json(name: str) -> None:
+    policy = make(name, max_length=12)
+    state = json.loads(json.dumps(policy.state()))
+    assert state["name"] == name
+    restored = policy_from_state(state, CONTEXT, PAD)
+    assert type(restored) is type(policy)
+    assert restored.state() == policy.state()
+    assert torch.equal(restored.collate(TEXTS).input_ids, policy.collate(TEXTS).input_ids)
+
+
+def test_dataset_policies_must_be_fit_first() -> None:
+    with pytest.raises(UsageError, match=r"call fit\(train_lengths\) first"):
+        get_policy("pad-dataset", None, CONTEXT, PAD).collate(TEXTS)
+
+
+def test_bad_arguments_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="max_length"):
+        get_policy("pad-batch", 0, CONTEXT, PAD)
+    with pytest.raises(ConfigError, match="context_length"):
+        get_policy("pad-batch", None, 0, PAD)
+
+
+# ----- loaders -----------------------------------------------------------------------------
+def test_batches_cover_every_text_once_with_matching_labels() -> None:
+    lengths = [len(t) for t in TEXTS]
+    texts = [TEXTS[i % 4] + [i] for i in range(23)]
+    labels = [i % 2 for i in range(23)]
+    seen = []
+    for positions, batch in batches(texts, labels, make("pad-batch"), 5, shuffle=True, seed=1):
+        assert batch.labels.tolist() == [labels[p] for p in positions]
+        check(batch, [texts[p] for p in positions])
+        seen += positions
+    assert sorted(seen) == list(range(23))
+    assert num_batches(23, 5, drop_last=False) == 5 and num_batches(23, 5, drop_last=True) == 4
+    assert lengths == [3, 1, 5, 2]
+
+
+def test_shuffling_is_seeded_by_seed_and_epoch() -> None:
+    lengths = list(range(1, 101))
+    first = batch_positions(lengths, 8, shuffle=True, seed=123, epoch=0)
+    assert first == batch_positions(lengths, 8, shuffle=True, seed=123, epoch=0)
+    assert first != batch_positions(lengths, 8, shuffle=True, seed=123, epoch=1)
+    assert batch_positions(lengths, 8, shuffle=False, seed=0)[0] == list(range(8))
+
+
+def test_drop_last_and_indices() -> None:
+    groups = batch_positions([1] * 10, 4, shuffle=False, seed=0, drop_last=True)
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    shard = batch_positions([1] * 10, 2, shuffle=False, seed=0, indices=[1, 3, 5])
+    assert shard == [[1, 3], [5]]
+
+
+def test_bucketing_groups_similar_lengths_and_shuffles_batch_order() -> None:
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 200, (400,), generator=gen).tolist()
+    plain = batch_positions(lengths, 8, shuffle=True, seed=5)
+    bucketed = batch_positions(lengths, 8, shuffle=True, seed=5, bucket=True)
+    assert sorted(p for g in bucketed for p in g) == list(range(400))
+
+    def padding(groups):
+        return sum(max(lengths[p] for p in g) * len(g) - sum(lengths[p] for p in g) for g in groups)
+
+    assert padding(bucketed) < padding(plain) / 5
+    firsts = [min(lengths[p] for p in g) for g in bucketed]
+    assert firsts != sorted(firsts)  # batch order is shuffled
+    assert bucketed == batch_positions(lengths, 8, shuffle=True, seed=5, bucket=True)
+
+
+def test_a_bad_batch_size() -> None:
+    with pytest.raises(ConfigError, match="batch_size"):
+        list(batches(TEXTS, None, make("pad-batch"), 0, shuffle=False, seed=0))
