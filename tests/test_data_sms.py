@@ -135,3 +135,14 @@ def test_a_corrupt_local_copy_is_an_error(writable_home: Path, shared_data: Path
         f.write("ham\tone more line\n")
     with pytest.raises(AssetError, match="delete it"):
         sms()
+
+
+def test_the_report_renders_for_the_cli(book) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(book.report.render())
+    text = console.export_text()
+    for expected in ("data: sms", "rows read", "5,574", "1,045", "undersample (scope all)"):
+        assert expected in text
+    assert "dropped" not in text  # nothing was dropped, so no drop rows

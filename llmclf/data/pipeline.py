@@ -145,6 +145,7 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
     import pandas as pd
 
     cap = _token_cap(spec, context_length)
+    balancer = balancers.get(spec.balance)  # an unknown name fails before any loading
     cleaned = _load_clean(spec)
     frame = cleaned.frame
     labels = LabelMap.from_labels(frame["label"])
@@ -156,7 +157,6 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
         )
     label_ids = [labels.id(name) for name in frame["label"].astype(str).tolist()]
     table = pd.DataFrame({"text": frame["text"], "label": label_ids})
-    balancer = balancers.get(spec.balance)
 
     if "part" in frame.columns:  # predefined splits: used as given, only train is balanced
         parts = {name: table.index[frame["part"] == name].tolist() for name in SPLITS}
@@ -266,10 +266,10 @@ def _balance(balancer: object, spec: DataSpec, frame: pd.DataFrame, n_labels: in
             f"balancer {spec.balance!r} returned a {type(result).__name__}; a balancer must "
             "return llmclf.data.balance.Balanced(frame, class_weights)"
         )
-    if not result.frame.index.isin(frame.index).all():
+    if "label" not in result.frame.columns or not result.frame.index.isin(frame.index).all():
         raise DataError(
-            f"balancer {spec.balance!r} returned rows that are not in its input; keep the "
-            "input frame's index (the row ids)"
+            f"balancer {spec.balance!r} returned rows that are not in its input; return rows "
+            "of the input frame, keeping its index (the row ids) and its label column"
         )
     weights = result.class_weights
     if weights is not None and len(weights) != n_labels:
