@@ -1,15 +1,12 @@
 """Which parameters train: a policy string, parsed, then applied by setting ``requires_grad``.
 
-=====================  ==============================================================
-``head``               the classification head only
-``last-block``         the last transformer block + final LayerNorm + head (the book's;
-                       the default)
-``last-blocks:N``      the last N blocks + final LayerNorm + head
-``all``                everything
-``lora``               LoRA adapters (r=8, alpha=16) on every block's attention and MLP
-``lora:r=16,alpha=32`` projections + head; the whole base model, final LayerNorm
-                       included, stays frozen
-=====================  ==============================================================
+- ``head``: the classification head only.
+- ``last-block``: the last transformer block + final LayerNorm + head (the book's; the default).
+- ``last-blocks:N``: the last N blocks + final LayerNorm + head.
+- ``all``: everything.
+- ``lora`` or ``lora:r=16,alpha=32``: LoRA adapters (default r=8, alpha=16) on every block's
+  attention and MLP projections, + head. The whole base model, final LayerNorm included, stays
+  frozen, so a LoRA run adds only adapters and a head to what it started from.
 """
 
 from __future__ import annotations
@@ -108,18 +105,22 @@ def apply_trainable(model: SequenceClassifier, policy: str, *, seed: int = 123) 
         generator = torch.Generator().manual_seed(seed)
         add_lora(model.backbone, parsed.r, parsed.alpha, LORA_TARGETS, generator)
 
-    trains = {
-        "head": lambda name: name.startswith("head."),
-        "all": lambda name: True,
-        "lora": lambda name: name.startswith("head.") or ".lora_" in name,
-        "last-blocks": lambda name: (
-            name.startswith(("head.", "backbone.ln_f."))
-            or _block_of(name, default=-1) >= n_layer - parsed.blocks
-        ),
-    }[parsed.kind]
     for name, param in model.named_parameters():
-        param.requires_grad_(trains(name))
+        param.requires_grad_(_trains(parsed, name, n_layer))
     return trainable_report(model, policy.strip())
+
+
+def _trains(policy: TrainablePolicy, name: str, n_layer: int) -> bool:
+    """Whether the parameter ``name`` of a SequenceClassifier trains under ``policy``."""
+    if policy.kind == "all" or name.startswith("head."):
+        return True
+    if policy.kind == "lora":
+        return ".lora_" in name
+    if policy.kind == "last-blocks":
+        block = _block_of(name)
+        top = name.startswith("backbone.ln_f.")
+        return top or (block is not None and block >= n_layer - policy.blocks)
+    return False
 
 
 def trainable_report(model: SequenceClassifier, policy: str) -> TrainableReport:
@@ -134,13 +135,14 @@ def trainable_report(model: SequenceClassifier, policy: str) -> TrainableReport:
     if any(name.startswith(("backbone.wte.", "backbone.wpe.")) for name in names):
         first = 0
     else:
-        first = min(_block_of(name, default=n_layer) for name in [*names, ""])
+        blocks = [b for b in map(_block_of, names) if b is not None]
+        first = min(blocks, default=n_layer)
     return TrainableReport(policy, trainable, total, tuple(names), first)
 
 
-def _block_of(name: str, default: int) -> int:
-    """The block a parameter belongs to ("backbone.h.3.mlp.c_fc.weight" -> 3), else ``default``."""
+def _block_of(name: str) -> int | None:
+    """The block a parameter belongs to ("backbone.h.3.mlp.c_fc.weight" -> 3), else None."""
     prefix = "backbone.h."
     if not name.startswith(prefix):
-        return default
+        return None
     return int(name[len(prefix) :].split(".", 1)[0])

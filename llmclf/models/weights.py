@@ -195,9 +195,9 @@ def find_in_hf_cache(url: str) -> Path | None:
     """The file a ``https://huggingface.co/<repo>/resolve/<revision>/<file>`` URL names, if the
     Hugging Face cache holds it (the revision's snapshot first, then any snapshot)."""
     parts = urlparse(url).path.strip("/").split("/")
-    if urlparse(url).netloc != "huggingface.co" or "resolve" not in parts:
+    at = parts.index("resolve") if "resolve" in parts else 0
+    if urlparse(url).netloc != "huggingface.co" or at < 1 or len(parts) < at + 3:
         return None
-    at = parts.index("resolve")
     repo, revision, filename = parts[:at], parts[at + 1], "/".join(parts[at + 2 :])
     folders = ["models--" + "--".join(repo)]
     if repo[0] == "openai-community":  # the same repositories under their old names ("gpt2")
