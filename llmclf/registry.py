@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
         self._source = "python"
+        self._builtins: dict[str, Entry[T]] = {}  # kept across resets (tests reset registries)
 
     # ----- registration ------------------------------------------------------------------
     @overload
@@ -85,7 +86,11 @@ class Registry(Generic[T]):
                     f"(by {self._entries[name].source}); pass override=True to replace it"
                 )
             text = description if description is not None else _first_line(target.__doc__)
-            self._entries[name] = Entry(name, target, text, self._source)
+            builtin = getattr(target, "__module__", None) in self.builtin_modules
+            entry = Entry(name, target, text, "builtin" if builtin else self._source)
+            self._entries[name] = entry
+            if builtin:
+                self._builtins[name] = entry
             return target
 
         return add if obj is None else add(obj)
@@ -144,12 +149,10 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True  # set first: the modules we import call register() again
-        self._source = "builtin"
-        try:
-            for module in self.builtin_modules:
-                importlib.import_module(module)
-        finally:
-            self._source = "python"
+        for module in self.builtin_modules:
+            importlib.import_module(module)
+        for name, entry in self._builtins.items():  # already imported modules register nothing
+            self._entries.setdefault(name, entry)
         self.load_plugins()
 
     def load_plugins(self) -> None:

@@ -35,9 +35,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _add_commands() -> None:
+    from .evaluate import evaluate_command
+    from .fit import fit_command
     from .list_cmd import list_command
+    from .predict import predict_command
+    from .serve import serve_command
 
-    main.add_command(list_command)
+    for command in (fit_command, evaluate_command, predict_command, serve_command, list_command):
+        main.add_command(command)
 
 
 _add_commands()

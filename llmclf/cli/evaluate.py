@@ -1,0 +1,78 @@
+"""``llmclf evaluate``: score a run on its saved split or on another dataset."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option(
+    "--dataset", help="Score this dataset (name or file) whole instead of the saved split."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+    help="Which saved split to score.",
+)
+@click.option("--text-column", help="Text column of a file dataset.")
+@click.option("--label-column", help="Label column of a file dataset.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def evaluate_command(
+    run: str,
+    dataset: str | None,
+    split: str,
+    text_column: str | None,
+    label_column: str | None,
+    batch_size: int,
+    device: str,
+    fmt: str,
+) -> None:
+    """Evaluate a trained run: accuracy, per-class F1, confusion matrix, ROC AUC."""
+    from ..evaluation import evaluate_run
+
+    metrics = evaluate_run(
+        run,
+        dataset=dataset,
+        split=split,
+        text_column=text_column,
+        label_column=label_column,
+        batch_size=batch_size,
+        device=device,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from .render import metrics_table
+
+    console = Console()
+    console.print(f"[bold]{metrics['scope']}[/bold]")
+    console.print(metrics_table({split if dataset is None else "dataset": metrics}))
+    per_class = Table(show_edge=False)
+    for column in ("label", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="left" if column == "label" else "right")
+    for name, c in metrics["per_class"].items():
+        per_class.add_row(
+            name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])
+        )
+    console.print(per_class)
+    confusion = Table(
+        title="confusion (rows: true, columns: predicted)", title_justify="left", show_edge=False
+    )
+    confusion.add_column("")
+    for name in metrics["labels"]:
+        confusion.add_column(name, justify="right")
+    for name, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True):
+        confusion.add_row(name, *map(str, row))
+    console.print(confusion)

@@ -1,0 +1,95 @@
+"""``llmclf predict``: one output row per input text, in input order."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+
+@click.command("predict")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--file", "file_", help="Read texts from a csv/tsv/jsonl/json/txt file, or - for stdin."
+)
+@click.option("--text-column", default="text", show_default=True, help="Text column of --file.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --file.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    default=None,
+    help="Output format [table on a terminal, else by --output's suffix].",
+)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write predictions to this file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Rows of --file read at a time (memory stays flat).",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision for inference.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["int8"]),
+    default=None,
+    help="Dynamic int8 quantisation of the linear layers (CPU).",
+)
+def predict_command(
+    run: str,
+    texts: tuple[str, ...],
+    file_: str | None,
+    text_column: str,
+    encoding: str,
+    fmt: str | None,
+    output: str | None,
+    batch_size: int,
+    chunk_size: int,
+    device: str,
+    precision: str,
+    quantize: str | None,
+) -> None:
+    """Predict labels for TEXTS, or for every row of --file."""
+    if texts and file_:
+        raise click.UsageError("give texts as arguments or --file, not both")
+    if not texts and not file_:
+        raise click.UsageError("give one or more texts, or --file PATH (- for stdin)")
+    from ..data.pipeline import load_texts
+    from ..inference import Classifier
+    from ..prediction_io import PredictionWriter, predict_chunks
+
+    if fmt is None:
+        suffix = Path(output).suffix.lstrip(".") if output else ""
+        fmt = suffix if suffix in ("json", "jsonl", "csv") else "table"
+    classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
+    chunks = (
+        [list(texts)]
+        if texts
+        else load_texts(
+            Path(file_), text_column=text_column, encoding=encoding, chunksize=chunk_size
+        )
+    )
+    with ExitStack() as stack:
+        out = (
+            stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+            if output
+            else sys.stdout
+        )
+        writer = PredictionWriter(out, fmt, classifier.labels)
+        read = predict_chunks(classifier, chunks, writer, batch_size)
+    click.echo(
+        f"read {read} rows, wrote {writer.rows} predictions" + (f" to {output}" if output else ""),
+        err=True,
+    )

@@ -1,0 +1,99 @@
+"""Rich rendering of training events and metrics (display only; no logic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..training.reporting import Reporter
+
+
+class RichReporter(Reporter):
+    """Progress bar per epoch, the data report, a line per epoch, a final metrics table."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def event(self, name: str, **data: Any) -> None:
+        handler = getattr(self, f"_on_{name}", None)
+        if handler:
+            handler(**data)
+
+    def _on_data(self, report: dict[str, Any]) -> None:
+        table = Table(title="data", title_justify="left", show_header=False, show_edge=False)
+        for key, value in report.items():
+            table.add_row(str(key), _flat(value))
+        self.console.print(table)
+
+    def _on_message(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/dim]")
+
+    def _on_model(self, trainable: int, total: int, policy: str, cache: str) -> None:
+        self.console.print(f"trainable parameters: {trainable:,} of {total:,} ({policy}); {cache}")
+
+    def _on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.progress = Progress(
+            TextColumn(f"epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=steps, loss="-")
+
+    def _on_step(self, epoch: int, step: int, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, loss=f"{loss:.3f}")
+
+    def _on_epoch_end(
+        self, epoch: int, train_loss: float, val_loss: float, val_accuracy: float, saved: bool
+    ) -> None:
+        self.close()
+        mark = " (saved)" if saved else ""
+        self.console.print(
+            f"epoch {epoch}: train loss {train_loss:.3f}, validation loss {val_loss:.3f}, "
+            f"validation accuracy {val_accuracy:.2%}{mark}"
+        )
+
+    def _on_done(self, output_dir: str, metrics: dict[str, Any]) -> None:
+        self.console.print(metrics_table(metrics))
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    """Accuracy, macro F1, ROC AUC and loss for each split."""
+    table = Table(show_edge=False)
+    table.add_column("split")
+    for column in ("n", "accuracy", "macro F1", "ROC AUC", "loss"):
+        table.add_column(column, justify="right")
+    for split, m in metrics.items():
+        auc = m.get("roc_auc")
+        table.add_row(
+            split,
+            str(m.get("n", "")),
+            f"{m['accuracy']:.2%}",
+            f"{m['macro_f1']:.3f}",
+            "-" if auc is None else f"{auc:.3f}",
+            "-" if m.get("loss") is None else f"{m['loss']:.3f}",
+        )
+    return table
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_flat(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_flat(v) for v in value)
+    return str(value)

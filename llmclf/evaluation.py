@@ -1,0 +1,68 @@
+"""Score a saved run on its own test split (the exact rows it was tested on) or a whole dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .data.pipeline import load_all, load_split
+from .errors import UsageError
+from .inference import Classifier
+from .training.config import TrainConfig
+from .training.metrics import classification_metrics
+from .training.trainer import data_spec
+
+SPLITS = ("train", "validation", "test")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Metrics of the model in ``run_dir``.
+
+    Without ``dataset``: the rows of ``split`` the run saved (the same rows it was scored on at
+    the end of training). With ``dataset`` (a registry name or a file): every row of it.
+    """
+    if split not in SPLITS:
+        raise UsageError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    classifier = Classifier.load(run_dir, device=device)
+    manifest = classifier.manifest
+    config = TrainConfig.from_dict(manifest["config"])
+    changes = {"text_column": text_column, "label_column": label_column}
+    if dataset is not None:
+        changes["dataset"] = dataset
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    spec = data_spec(config)
+    context = classifier.model.backbone.config.context_length
+    labels = _label_map(classifier.labels)
+    if dataset is None:
+        row_ids = manifest["data"]["split"][split]
+        rows = load_split(
+            spec, labels, row_ids, classifier.tokenizer, context, manifest["data"]["fingerprint"]
+        )
+        scope = f"{split} split of {config.dataset}"
+    else:
+        rows = load_all(spec, labels, classifier.tokenizer, context)
+        scope = f"all of {dataset}"
+    probs = classifier.predict_proba(rows.texts, batch_size)
+    targets = torch.tensor(rows.labels, dtype=torch.long)
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), targets).item() if len(rows) else None
+    metrics = classification_metrics(rows.labels, probs.numpy(), classifier.labels, loss=loss)
+    metrics["scope"] = scope
+    return metrics
+
+
+def _label_map(names: tuple[str, ...]):
+    from .data.labels import LabelMap
+
+    return LabelMap(tuple(names))

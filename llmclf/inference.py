@@ -1,0 +1,191 @@
+"""``Classifier``: load a run directory and predict, with no network and no ``LLMCLF_HOME``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data.padding import policy_from_state
+from .data.tokenizer import Tokenizer
+from .errors import AssetError, CheckpointError, UsageError
+from .models.classifier import SequenceClassifier
+from .models.gpt2 import GPT2, GPT2Config
+from .models.lora import merge_lora
+from .models.trainable import apply_trainable
+from .training import checkpoint as ckpt
+from .training.device import autocast, resolve_device, resolve_precision
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's prediction: the label, its probability, and every label's probability."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
+
+
+class Classifier:
+    """A trained classifier rebuilt from a run directory (safetensors + JSON only)."""
+
+    def __init__(
+        self,
+        model: SequenceClassifier,
+        tokenizer: Tokenizer,
+        policy: Any,
+        labels: Sequence[str],
+        manifest: dict[str, Any],
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.policy = policy
+        self.labels = tuple(labels)
+        self.manifest = manifest
+        self.device = device
+        self.amp_dtype = amp_dtype
+
+    @classmethod
+    def load(
+        cls,
+        run_dir: str | Path,
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        quantize: str | None = None,
+    ) -> Classifier:
+        """Rebuild the model in ``run_dir``. Never unpickles; never touches the network.
+
+        Args:
+            device: auto (cuda, then mps, then cpu) | cpu | cuda | mps.
+            precision: fp32 | bf16 | fp16 | auto (bf16 where the device is fast at it).
+            quantize: ``"int8"``: dynamic int8 quantisation of the linear layers (CPU only);
+                faster on most CPUs at a small accuracy cost (``benchmarks/`` measures it).
+        """
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise CheckpointError(
+                f"run directory {run_dir} does not exist; pass a directory made by llmclf fit"
+            )
+        manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
+        if manifest.get("schema_version") != ckpt.SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{run_dir} was written with checkpoint schema {manifest.get('schema_version')}; "
+                f"this llmclf reads schema {ckpt.SCHEMA_VERSION}"
+            )
+        backbone_info = manifest["backbone"]
+        if backbone_info["class"] != "GPT2":
+            raise CheckpointError(
+                f"{run_dir} uses backbone class {backbone_info['class']}; only GPT2 backbones load"
+            )
+        with torch.device("meta"):  # no random init: every tensor comes from the weights file
+            backbone = GPT2(GPT2Config(**backbone_info["config"]))
+            model = SequenceClassifier(
+                backbone, manifest["head"]["num_classes"], manifest["pooling"]
+            )
+        policy_name = manifest["trainable"]["policy"]
+        if policy_name.startswith("lora"):
+            apply_trainable(model, policy_name)  # adds the adapters the weights file holds
+        state = ckpt.load_tensors(run_dir / ckpt.MODEL_FILE)
+        result = model.load_state_dict(state, strict=False, assign=True)
+        if result.missing_keys or result.unexpected_keys:
+            raise CheckpointError(
+                f"{run_dir / ckpt.MODEL_FILE} does not match llmclf.json: "
+                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        if policy_name.startswith("lora"):
+            merge_lora(model)
+        model.requires_grad_(False)
+        dev = resolve_device(device)
+        if quantize is not None:
+            model = quantize_linear_layers(model, quantize, dev)
+        try:
+            tokenizer = Tokenizer.from_dir(run_dir)
+        except AssetError as exc:
+            raise CheckpointError(
+                f"{run_dir}: tokenizer files are missing or corrupt ({exc})"
+            ) from None
+        context = backbone.config.context_length
+        policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+        model.to(dev)
+        return cls(
+            model,
+            tokenizer,
+            policy,
+            manifest["labels"],
+            manifest,
+            dev,
+            resolve_precision(precision, dev),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> torch.Tensor:
+        """Class probabilities (N, K) in input order; batches are sorted by length internally."""
+        texts = [t.strip() if isinstance(t, str) else "" for t in texts]  # as training cleaned them
+        token_ids = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
+        out = torch.empty(len(texts), len(self.labels))
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = self.policy.collate([token_ids[i] for i in chunk])
+                logits = self.model(batch.input_ids.to(self.device), batch.lengths.to(self.device))
+                out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+        return out
+
+    def predict(
+        self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per text, in input order (an empty text included)."""
+        texts = list(texts)
+        if not texts:
+            return []
+        probs = self.predict_proba(texts, batch_size)
+        predictions = []
+        for row in probs.tolist():
+            best = max(range(len(row)), key=row.__getitem__)
+            predictions.append(
+                Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True)))
+            )
+        return predictions
+
+    def info(self) -> dict[str, Any]:
+        """Labels, backbone, pooling and versions, for display and serving."""
+        m = self.manifest
+        return {
+            "labels": list(self.labels),
+            "backbone": m["backbone"]["name"],
+            "pooling": m["pooling"],
+            "trainable": m["trainable"]["policy"],
+            "padding": m["padding"],
+            "llmclf_version": m["llmclf_version"],
+        }
+
+
+def quantize_linear_layers(
+    model: SequenceClassifier, scheme: str, device: torch.device
+) -> SequenceClassifier:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations on the fly)."""
+    if scheme != "int8":
+        raise UsageError(f"quantize: only 'int8' is supported, got {scheme!r}")
+    if device.type != "cpu":
+        raise UsageError("quantize: int8 dynamic quantisation runs on CPU; add --device cpu")
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch marks the eager API deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

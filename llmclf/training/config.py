@@ -1,0 +1,165 @@
+"""``TrainConfig``: every choice of a fine-tuning run, as names and numbers (JSON round trip).
+
+The defaults reproduce chapter 6 of *Build a Large Language Model (From Scratch)*: SMS spam,
+undersampling, a 70/10/20 split, GPT-2 small with the last block + final norm + head trainable,
+AdamW (lr 5e-5, weight decay 0.1), 5 epochs of batch 8, evaluation every 50 steps, seed 123.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LlmclfError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BALANCE_SCOPES = ("all", "train")
+SAVE_POLICIES = ("best", "last")
+CACHE_POLICIES = ("auto", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Configuration of one fine-tuning run. Fields hold names, never objects."""
+
+    # data
+    dataset: str = "sms"  # registry name or path to a csv/tsv/jsonl/json/parquet file
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    balance: str = "undersample"  # balancer registry name
+    balance_scope: str = "all"  # "all": balance, then split (book) | "train": training split only
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / validation / test
+    dedupe: bool = False
+    padding: str = "pad-batch"  # padding registry name
+    max_length: int | None = None  # token cap per text (always <= the context length)
+    bucket: bool = False  # length-bucketed training batches (pad-batch only)
+    # model
+    backbone: str = "gpt2-small"  # backbone registry name
+    weights: str = "pretrained"  # "pretrained" | "random" | path to a safetensors file or dir
+    pooling: str = "last-token"  # last | last-token | first | mean
+    trainable: str = "last-block"  # head | last-block | last-blocks:N | all | lora[:r=..,alpha=..]
+    dropout: float = 0.0
+    # optimisation
+    epochs: int = 5
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.1
+    grad_clip: float | None = None
+    early_stopping: int | None = None  # patience in epochs on validation loss
+    eval_every: int = 50  # steps between evaluations recorded in history.csv
+    eval_batches: int | None = 5  # batches per periodic evaluation (None: the whole split)
+    seed: int = 123
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where the device is fast at it)
+    cache: str = "auto"  # frozen-trunk cache: auto (when exact) | off
+    save: str = "best"  # best (lowest validation loss) | last
+    output: str | None = None  # run directory; default runs/<dataset>[-N]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.split, list):
+            object.__setattr__(self, "split", tuple(self.split))
+        _check(len(self.split) == 3, "split", "needs three fractions: train, validation, test")
+        _check(
+            all(isinstance(f, int | float) and f >= 0 for f in self.split)
+            and self.split[0] > 0
+            and abs(sum(self.split) - 1.0) < 1e-6,
+            "split",
+            f"fractions must be >= 0, train > 0, and sum to 1; got {self.split}",
+        )
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int) and value >= 1,
+                name,
+                f"must be an integer >= 1, got {value!r}",
+            )
+        for name in ("max_length", "early_stopping", "eval_batches"):
+            value = getattr(self, name)
+            ok = value is None or (isinstance(value, int) and value >= 1)
+            _check(ok, name, f"must be an integer >= 1 or null, got {value!r}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
+        _choice(self, "precision", PRECISIONS)
+        _choice(self, "device", DEVICES)
+        _choice(self, "balance_scope", BALANCE_SCOPES)
+        _choice(self, "save", SAVE_POLICIES)
+        _choice(self, "cache", CACHE_POLICIES)
+        from ..models.classifier import POOLINGS
+        from ..models.trainable import parse_trainable
+
+        _choice(self, "pooling", POOLINGS)
+        try:
+            parse_trainable(self.trainable)
+        except (LlmclfError, ValueError) as exc:
+            raise ConfigError(f"trainable: {exc}") from None
+        for name in ("dataset", "backbone", "weights", "balance", "padding"):
+            value = getattr(self, name)
+            _check(isinstance(value, str) and value.strip(), name, "must be a non-empty string")
+
+    # ----- JSON / TOML ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["split"] = list(self.split)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:  # e.g. a comparison with a string where a number belongs
+            raise ConfigError(f"invalid config: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON or TOML file (by extension; ``.toml`` is TOML, anything else JSON)."""
+        return cls.from_dict(read_config_file(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a JSON or TOML config file, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing JSON or TOML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold an object of config fields")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _check(ok: object, field: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field}: {message}")
+
+
+def _choice(config: TrainConfig, field: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, field)
+    _check(value in choices, field, f"must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,301 @@
+"""The training loop: epochs, optimizer steps, periodic evaluation, checkpoints, resume state.
+
+Under DistributedDataParallel every rank walks the same seeded global batches and takes rows
+``rank::world_size`` of each, so a run on N processes sees exactly the batches (and, up to the
+order of floating-point sums, the gradients) of a single-process run with the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.loaders import batches
+from ..data.padding import Batch
+from ..data.pipeline import PreparedData, Split
+from ..errors import CheckpointError
+from ..models.classifier import SequenceClassifier
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .device import autocast
+from .distributed import DistContext
+from .features import TrunkCache
+from .metrics import classification_metrics
+from .reporting import Reporter
+
+
+class BatchForward(nn.Module):
+    """Logits for a batch of token ids, or of cached hidden states after ``start_layer`` blocks.
+
+    One module for both paths, so DistributedDataParallel sees every forward call.
+    """
+
+    def __init__(self, model: SequenceClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, start_layer: int = 0) -> torch.Tensor:
+        if start_layer == 0:
+            return self.model(x, lengths)
+        return self.model.forward_from(x, lengths, start_layer)
+
+
+def shard(positions: list[int], batch: Batch, ctx: DistContext) -> tuple[list[int], Batch]:
+    """This rank's rows of a global batch."""
+    if not ctx.enabled:
+        return positions, batch
+    rows = slice(ctx.rank, None, ctx.world_size)
+    labels = batch.labels[rows] if batch.labels is not None else None
+    return positions[rows], Batch(batch.input_ids[rows], batch.lengths[rows], labels)
+
+
+class TrainingLoop:
+    """Holds the loop's state (epoch, step, history, best loss) and runs it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: SequenceClassifier,
+        forward: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: PreparedData,
+        policy: Any,
+        caches: dict[str, TrunkCache | None],
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        class_weights: torch.Tensor | None,
+        reporter: Reporter,
+        ctx: DistContext,
+    ) -> None:
+        self.cfg, self.model, self.forward, self.optimizer = cfg, model, forward, optimizer
+        self.data, self.policy, self.caches, self.device = data, policy, caches, device
+        self.class_weights, self.reporter, self.ctx = class_weights, reporter, ctx
+        self.amp = partial(autocast, device, amp_dtype)
+        # fp16 autocast needs loss scaling; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.history: list[dict[str, Any]] = []
+        self.epochs_completed = 0
+        self.step = 0
+        self.examples_seen = 0
+        self.best_loss = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+
+    # ----- batches and losses -----------------------------------------------------------------
+    def _batches(self, name: str, *, shuffle: bool, epoch: int = 0):
+        split: Split = getattr(self.data, name)
+        for positions, batch in batches(
+            split.token_ids,
+            split.labels,
+            self.policy,
+            self.cfg.batch_size,
+            shuffle=shuffle,
+            seed=self.cfg.seed,
+            epoch=epoch,
+            bucket=self.cfg.bucket and shuffle,
+        ):
+            yield shard(list(positions), batch, self.ctx)
+
+    def _logits(self, name: str, positions: list[int], batch: Batch) -> torch.Tensor:
+        lengths = batch.lengths.to(self.device)
+        cache = self.caches[name]
+        with self.amp():
+            if cache is None:
+                return self.forward(batch.input_ids.to(self.device), lengths)
+            hidden = cache.assemble(positions, batch, self.device)
+            return self.forward(hidden, lengths, cache.end_layer)
+
+    def _loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float(), labels, weight=self.class_weights, reduction=reduction
+        )
+
+    @torch.no_grad()
+    def evaluate(self, name: str, max_batches: int | None) -> dict[str, Any]:
+        """Loss and metrics on a split (its first ``max_batches`` batches, in order).
+
+        Every rank scores its rows; the results are gathered so all ranks agree.
+        """
+        self.model.eval()
+        losses, probs, labels = [], [], []
+        for i, (positions, batch) in enumerate(self._batches(name, shuffle=False)):
+            if max_batches is not None and i >= max_batches:
+                break
+            if not positions:
+                continue
+            logits = self._logits(name, positions, batch)
+            y = batch.labels.to(self.device)
+            losses.append(F.cross_entropy(logits.float(), y, reduction="sum").item())
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+            labels.append(batch.labels)
+        self.model.train()
+        gathered = self.ctx.all_gather_objects(
+            (
+                sum(losses),
+                torch.cat(probs) if probs else None,
+                torch.cat(labels) if labels else None,
+            )
+        )
+        total_loss = sum(part[0] for part in gathered)
+        all_probs = [part[1] for part in gathered if part[1] is not None]
+        all_labels = [part[2] for part in gathered if part[2] is not None]
+        n = sum(len(y) for y in all_labels)
+        if n == 0:
+            return {"loss": math.nan, "accuracy": math.nan, "metrics": {}}
+        metrics = classification_metrics(
+            torch.cat(all_labels).numpy(),
+            torch.cat(all_probs).numpy(),
+            self.data.labels.names,
+            loss=total_loss / n,
+        )
+        return {"loss": total_loss / n, "accuracy": metrics["accuracy"], "metrics": metrics}
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def run(self, out: Path, manifest: dict[str, Any]) -> None:
+        cfg = self.cfg
+        self.model.train()
+        steps = math.ceil(len(self.data.train) / cfg.batch_size)
+        for epoch in range(self.epochs_completed, cfg.epochs):
+            self.reporter.event("epoch_start", epoch=epoch + 1, epochs=cfg.epochs, steps=steps)
+            self.optimizer.zero_grad(set_to_none=True)
+            running = []
+            for i, (positions, batch) in enumerate(
+                self._batches("train", shuffle=True, epoch=epoch)
+            ):
+                logits = self._logits("train", positions, batch)
+                loss = self._loss(logits, batch.labels.to(self.device))
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+                running.append(loss.item())
+                self.examples_seen += len(positions) * self.ctx.world_size
+                if (i + 1) % cfg.grad_accum == 0 or i + 1 == steps:
+                    self._optimizer_step()
+                    if self.step % cfg.eval_every == 0:
+                        self._record(epoch, periodic=True)
+                self.reporter.event("step", epoch=epoch + 1, step=i + 1, loss=loss.item())
+            row = self._record(epoch, periodic=False)
+            self.epochs_completed = epoch + 1
+            improved = not row["val_loss"] >= self.best_loss  # NaN (no validation) counts
+            if improved:
+                self.best_loss = row["val_loss"]
+                self.bad_epochs = 0
+                self.best_state = self.trainable_state()
+            else:
+                self.bad_epochs += 1
+            saved = cfg.save == "last" or improved
+            if saved:
+                self.save_model(out, manifest)
+            self._save_resume(out / ckpt.RESUME_DIR)
+            self.reporter.event(
+                "epoch_end",
+                epoch=epoch + 1,
+                train_loss=float(np.mean(running)) if running else math.nan,
+                val_loss=row["val_loss"],
+                val_accuracy=row["val_accuracy"],
+                saved=saved,
+            )
+            if cfg.early_stopping and self.bad_epochs >= cfg.early_stopping:
+                self.reporter.event(
+                    "message",
+                    text=f"early stopping: validation loss has not improved for "
+                    f"{self.bad_epochs} epoch(s)",
+                )
+                break
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _record(self, epoch: int, *, periodic: bool) -> dict[str, Any]:
+        train = self.evaluate("train", self.cfg.eval_batches)
+        val = self.evaluate("validation", self.cfg.eval_batches if periodic else None)
+        row = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "examples_seen": self.examples_seen,
+            "kind": "step" if periodic else "epoch",
+            "train_loss": train["loss"],
+            "val_loss": val["loss"],
+            "train_accuracy": train["accuracy"],
+            "val_accuracy": val["accuracy"],
+        }
+        self.history.append(row)
+        self.reporter.event("evaluation", row=row)
+        return row
+
+    # ----- persistence (rank 0 writes) --------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        result = self.model.load_state_dict(state, strict=False)
+        if result.unexpected_keys:
+            raise CheckpointError(
+                f"saved state does not match the model: {result.unexpected_keys[:5]}"
+            )
+
+    def save_model(self, out: Path, manifest: dict[str, Any]) -> None:
+        """Write the weights, then the manifest that describes them (each atomically)."""
+        if not self.ctx.is_main:
+            return
+        ckpt.save_tensors(out / ckpt.MODEL_FILE, self.model.state_dict())
+        manifest["epochs_completed"] = self.epochs_completed
+        ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
+
+    def _save_resume(self, directory: Path) -> None:
+        if not self.ctx.is_main:
+            return
+        ckpt.save_tensors(directory / ckpt.RESUME_WEIGHTS, self.trainable_state())
+        tensors, rest = ckpt.optimizer_to_tensors(self.optimizer.state_dict())
+        tensors["rng.cpu"] = torch.get_rng_state()
+        ckpt.save_tensors(directory / ckpt.RESUME_OPTIMIZER, tensors)
+        ckpt.write_json(
+            directory / ckpt.RESUME_STATE,
+            {
+                "config": self.cfg.to_dict(),
+                "optimizer": rest,
+                "epochs_completed": self.epochs_completed,
+                "step": self.step,
+                "examples_seen": self.examples_seen,
+                "best_loss": self.best_loss,
+                "bad_epochs": self.bad_epochs,
+                "history": self.history,
+            },
+        )
+        ckpt.write_history(directory.parent / ckpt.HISTORY_FILE, self.history)
+
+    def restore(self, out: Path) -> None:
+        """Continue from the state the last completed epoch left in ``out/resume``."""
+        directory = out / ckpt.RESUME_DIR
+        state = ckpt.read_json(directory / ckpt.RESUME_STATE)
+        if (out / ckpt.MODEL_FILE).is_file():  # the best model so far
+            saved = ckpt.load_tensors(out / ckpt.MODEL_FILE)
+            names = {n for n, p in self.model.named_parameters() if p.requires_grad}
+            self.best_state = {n: t for n, t in saved.items() if n in names}
+        self.load_trainable_state(ckpt.load_tensors(directory / ckpt.RESUME_WEIGHTS))
+        tensors = ckpt.load_tensors(directory / ckpt.RESUME_OPTIMIZER)
+        torch.set_rng_state(tensors.pop("rng.cpu"))
+        self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, state["optimizer"]))
+        self.epochs_completed = state["epochs_completed"]
+        self.step = state["step"]
+        self.examples_seen = state["examples_seen"]
+        self.best_loss = state["best_loss"]
+        self.bad_epochs = state["bad_epochs"]
+        self.history = state["history"]
+        self.reporter.event(
+            "message", text=f"resuming after epoch {self.epochs_completed} of {self.cfg.epochs}"
+        )

@@ -1,0 +1,343 @@
+"""The Trainer: composes data, backbone, head, trainable policy and loop from one config."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..data.pipeline import DataSpec, PreparedData, Split, prepare_data
+from ..data.tokenizer import Tokenizer, get_tokenizer
+from ..errors import CheckpointError, ConfigError, UsageError
+from ..models.classifier import SequenceClassifier
+from ..models.trainable import TrainableReport, apply_trainable
+from ..registries import backbones, padding
+from . import checkpoint as ckpt
+from . import distributed
+from .config import TrainConfig
+from .device import autocast, resolve_device, resolve_precision
+from .distributed import DistContext
+from .features import (
+    DEFAULT_BUDGET_FRACTION,
+    TrunkCache,
+    available_memory_bytes,
+    build_trunk_cache,
+    cache_bytes,
+    cache_decision,
+)
+from .loop import BatchForward, TrainingLoop
+from .reporting import Reporter
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Run:
+    """The result of :meth:`Trainer.fit`: where the run lives and what it measured."""
+
+    output_dir: Path
+    config: TrainConfig
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def data_spec(config: TrainConfig) -> DataSpec:
+    """The data part of a config."""
+    return DataSpec(
+        dataset=config.dataset,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        encoding=config.encoding,
+        balance=config.balance,
+        balance_scope=config.balance_scope,
+        split=config.split,
+        seed=config.seed,
+        dedupe=config.dedupe,
+        max_length=config.max_length,
+    )
+
+
+def default_output_dir(dataset: str, root: Path = Path("runs")) -> Path:
+    """``runs/<dataset name or file stem>``, or the first free ``-2``, ``-3``, ..."""
+    stem = Path(dataset).stem if any(c in dataset for c in "/\\.") else dataset
+    candidate = root / stem
+    n = 2
+    while candidate.exists():
+        candidate = root / f"{stem}-{n}"
+        n += 1
+    return candidate
+
+
+class Trainer:
+    """Fine-tunes a backbone as a sequence classifier.
+
+    ``Trainer(TrainConfig(...))`` or ``Trainer(dataset="tickets", backbone="gpt2-small")``;
+    keyword arguments override fields of ``config``. Under ``torchrun`` the same call trains
+    with DistributedDataParallel; only rank 0 reports and writes files.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        *,
+        reporter: Reporter | None = None,
+        **overrides: Any,
+    ) -> None:
+        config = config or TrainConfig()
+        config = config.replace(**overrides) if overrides else config
+        if Path(config.dataset).is_file():  # so evaluate finds it from any directory
+            config = config.replace(dataset=str(Path(config.dataset).resolve()))
+        self.config = config
+        self.reporter = reporter or Reporter()
+        self._resume_dir: Path | None = None
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, reporter: Reporter | None = None) -> Trainer:
+        """A Trainer that continues the run in ``run_dir`` from its last completed epoch."""
+        run_dir = Path(run_dir)
+        state_file = run_dir / ckpt.RESUME_DIR / ckpt.RESUME_STATE
+        manifest = run_dir / ckpt.MANIFEST_FILE
+        if not state_file.is_file():
+            if manifest.is_file() and ckpt.read_json(manifest).get("complete"):
+                raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+            raise CheckpointError(
+                f"{run_dir} has no completed epoch to resume from; start a new run with llmclf fit"
+            )
+        config = TrainConfig.from_dict(ckpt.read_json(state_file)["config"])
+        trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
+        trainer._resume_dir = run_dir
+        return trainer
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, *, overwrite: bool = False) -> Run:
+        """Prepare the data, train, evaluate, and write the run directory."""
+        cfg = self.config
+        out = Path(cfg.output) if cfg.output else default_output_dir(cfg.dataset)
+        if self._resume_dir is None and (out / ckpt.MANIFEST_FILE).exists() and not overwrite:
+            raise UsageError(
+                f"{out} already holds a run; choose another --output, pass --overwrite, "
+                f"or continue it with --resume {out}"
+            )
+        ctx, device_name = distributed.setup(cfg.device)
+        try:
+            if not ctx.is_main:
+                self.reporter = Reporter()
+            if cfg.batch_size % ctx.world_size:
+                raise ConfigError(
+                    f"batch_size: {cfg.batch_size} is the global batch and must divide by the "
+                    f"{ctx.world_size} processes; pick a multiple of {ctx.world_size}"
+                )
+            return self._fit(out, ctx, resolve_device(device_name))
+        finally:
+            distributed.teardown(ctx)
+
+    def _fit(self, out: Path, ctx: DistContext, device: torch.device) -> Run:
+        cfg = self.config
+        resuming = self._resume_dir is not None
+        amp_dtype = resolve_precision(cfg.precision, device)
+        torch.manual_seed(cfg.seed)
+
+        tokenizer = get_tokenizer()
+        builder = backbones.get(cfg.backbone)
+        context_length = builder.config.context_length
+        data = prepare_data(data_spec(cfg), tokenizer, context_length)
+        if resuming:
+            saved = ckpt.read_json(out / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
+            if saved != data.fingerprint:
+                raise CheckpointError(
+                    f"the dataset changed since {out} was trained; start a new run instead"
+                )
+        policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
+        policy.fit([len(ids) for ids in data.train.token_ids])
+
+        backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+        model = SequenceClassifier(backbone, len(data.labels), pooling=cfg.pooling)
+        trainable = apply_trainable(model, cfg.trainable, seed=cfg.seed)
+        model.to(device)
+
+        caches, cache_note = self._build_caches(
+            model, data, policy, trainable, device, amp_dtype, ctx
+        )
+        report = data.report.to_dict()
+        report["cache"] = cache_note
+        self.reporter.event("data", report=report)
+        self.reporter.event(
+            "model",
+            trainable=trainable.trainable,
+            total=trainable.total,
+            policy=trainable.policy,
+            cache=cache_note,
+        )
+
+        forward: torch.nn.Module = BatchForward(model)
+        if ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=ids)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        class_weights = (
+            torch.tensor(data.class_weights, dtype=torch.float32, device=device)
+            if data.class_weights
+            else None
+        )
+        loop = TrainingLoop(
+            cfg,
+            model,
+            forward,
+            optimizer,
+            data,
+            policy,
+            caches,
+            device,
+            amp_dtype,
+            class_weights,
+            self.reporter,
+            ctx,
+        )
+        manifest = _manifest(cfg, model, trainable, data, policy, tokenizer)
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(out)
+            if not resuming:
+                shutil.rmtree(out / ckpt.RESUME_DIR, ignore_errors=True)
+        if resuming:
+            loop.restore(out)
+        loop.run(out, manifest)
+
+        # the final metrics are those of the saved model: the best by validation loss, or the last
+        if cfg.save == "best" and loop.best_state is not None:
+            loop.load_trainable_state(loop.best_state)
+        else:
+            loop.save_model(out, manifest)
+        metrics = {
+            name: loop.evaluate(name, max_batches=None)["metrics"]
+            for name in SPLITS
+            if len(getattr(data, name))
+        }
+        if ctx.enabled:
+            difference = ctx.max_abs_difference([p for p in model.parameters() if p.requires_grad])
+            self.reporter.event(
+                "message",
+                text=f"{ctx.world_size} ranks agree on the final weights "
+                f"(max abs difference {difference:.3g})",
+            )
+        if ctx.is_main:
+            ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
+            ckpt.write_history(out / ckpt.HISTORY_FILE, loop.history)
+            self._plot(out, loop.history)
+            manifest["complete"] = True
+            manifest["epochs_completed"] = loop.epochs_completed
+            ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
+            shutil.rmtree(out / ckpt.RESUME_DIR, ignore_errors=True)
+        ctx.barrier()
+        self.reporter.event("done", output_dir=str(out), metrics=metrics)
+        return Run(out, cfg, loop.history, metrics)
+
+    # ------------------------------------------------------------------------------------------
+    def _build_caches(
+        self,
+        model: SequenceClassifier,
+        data: PreparedData,
+        policy: Any,
+        trainable: TrainableReport,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        ctx: DistContext,
+    ) -> tuple[dict[str, TrunkCache | None], str]:
+        """The frozen-trunk cache for every split, when it is exact and fits in memory."""
+        cfg = self.config
+        use, note = cache_decision(
+            enabled=cfg.cache == "auto",
+            first_trainable_layer=trainable.first_trainable_layer,
+            dropout=cfg.dropout,
+            pooling=cfg.pooling,
+            padding=cfg.padding,
+        )
+        if use:
+            counts = [
+                len(policy.collate([ids]).input_ids[0])
+                for name in SPLITS
+                for ids in getattr(data, name).token_ids
+            ]
+            need = cache_bytes(counts, model.backbone.config.n_embd)
+            budget = int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION)
+            if need > budget:
+                use = False
+                note = (
+                    f"frozen-trunk cache off: it needs {need / 2**30:.1f} GiB, more than the "
+                    f"{budget / 2**30:.1f} GiB budget (half the free memory); training runs the "
+                    "whole model instead"
+                )
+            else:
+                note += f" ({need / 2**20:.0f} MiB)"
+        if not use:
+            self.reporter.event("message", text=note)
+        caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
+        if use:
+            amp = partial(autocast, device, amp_dtype)
+            for name in SPLITS:
+                split: Split = getattr(data, name)
+                if len(split):
+                    caches[name] = build_trunk_cache(
+                        model,
+                        split.token_ids,
+                        policy.collate,
+                        trainable.first_trainable_layer,
+                        device,
+                        amp,
+                        ctx=ctx,
+                    )
+        return caches, note
+
+    def _plot(self, out: Path, history: list[dict[str, Any]]) -> None:
+        from .curves import plot_curves
+
+        note = plot_curves(history, out / ckpt.CURVES_FILE)
+        if note:
+            self.reporter.event("message", text=note)
+
+
+def _manifest(
+    cfg: TrainConfig,
+    model: SequenceClassifier,
+    trainable: TrainableReport,
+    data: PreparedData,
+    policy: Any,
+    tokenizer: Tokenizer,
+) -> dict[str, Any]:
+    """``llmclf.json``: everything Classifier.load needs, and how the run was made."""
+    return {
+        "schema_version": ckpt.SCHEMA_VERSION,
+        "llmclf_version": __version__,
+        "torch_version": torch.__version__,
+        "complete": False,
+        "epochs_completed": 0,
+        "backbone": {
+            "name": cfg.backbone,
+            "class": type(model.backbone).__name__,
+            "config": asdict(model.backbone.config),
+        },
+        "pooling": cfg.pooling,
+        "head": {"type": "linear", "num_classes": len(data.labels)},
+        "trainable": {
+            "policy": trainable.policy,
+            "trainable_parameters": trainable.trainable,
+            "total_parameters": trainable.total,
+        },
+        "labels": list(data.labels.names),
+        "tokenizer": {"name": tokenizer.name, "pad_id": tokenizer.pad_id},
+        "padding": policy.state(),
+        "max_length": cfg.max_length,
+        "config": cfg.to_dict(),
+        "data": {
+            "fingerprint": data.fingerprint,
+            "class_weights": data.class_weights,
+            "report": data.report.to_dict(),
+            "split": data.split_ids(),
+        },
+    }

@@ -1,0 +1,62 @@
+"""Small builders shared by the training / inference tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+
+TOPICS = {
+    "billing": ["invoice", "refund", "payment", "charged", "bill", "price"],
+    "account": ["password", "login", "username", "locked", "email", "reset"],
+    "hardware": ["printer", "screen", "keyboard", "battery", "cable", "mouse"],
+}
+FILLER = ["please", "help", "my", "the", "is", "not", "working", "today", "again", "why", "hi"]
+
+
+def topic_frame(
+    rows_per_class: int = 40, seed: int = 0, topics: dict | None = None
+) -> pd.DataFrame:
+    """A learnable multi-class dataset: each text mixes its class's words with filler."""
+    rng = random.Random(seed)
+    records = []
+    for label, words in (topics or TOPICS).items():
+        for _ in range(rows_per_class):
+            tokens = rng.sample(words, 2) + rng.sample(FILLER, rng.randint(1, 6))
+            rng.shuffle(tokens)
+            records.append({"text": " ".join(tokens), "label": label})
+    rng.shuffle(records)
+    return pd.DataFrame.from_records(records)
+
+
+def write_topic_csv(path: Path, rows_per_class: int = 40, seed: int = 0) -> Path:
+    topic_frame(rows_per_class, seed).to_csv(path, index=False)
+    return path
+
+
+def tiny_fit_args(dataset: Path | str, output: Path, *extra: str) -> list[str]:
+    """CLI arguments for a few-second fit of gpt2-tiny on a small file dataset."""
+    return [
+        "fit",
+        "--dataset",
+        str(dataset),
+        "--backbone",
+        "gpt2-tiny",
+        "--weights",
+        "random",
+        "--trainable",
+        "all",
+        "--balance",
+        "none",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--output",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
