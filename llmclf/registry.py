@@ -48,6 +48,7 @@ class Registry(Generic[T]):
         self.builtin_modules = builtin_modules
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
+        self._builtins_loaded = False
         self._source = "python"
         self._builtins: dict[str, Entry[T]] = {}  # kept across resets (tests reset registries)
 
@@ -79,7 +80,7 @@ class Registry(Generic[T]):
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
 
         def add(target: T) -> T:
-            self._ensure_loaded()
+            self._ensure_builtins()  # not the plugins: this may run while a module imports
             if name in self._entries and not override:
                 raise DuplicateNameError(
                     f"{self.kind} {name!r} is already registered "
@@ -145,13 +146,23 @@ class Registry(Generic[T]):
         )
 
     # ----- lazy loading ------------------------------------------------------------------
-    def _ensure_loaded(self) -> None:
-        if self._loaded:
+    def _ensure_builtins(self) -> None:
+        if self._builtins_loaded:
             return
-        self._loaded = True  # set first: the modules we import call register() again
+        self._builtins_loaded = True  # set first: the modules we import call register() again
         for module in self.builtin_modules:
             importlib.import_module(module)
-        for name, entry in self._builtins.items():  # already imported modules register nothing
+
+    def _ensure_loaded(self) -> None:
+        """Built-ins, then plugins, once, on the first read."""
+        if self._loaded:
+            return
+        self._loaded = True
+        self._ensure_builtins()
+        for (
+            name,
+            entry,
+        ) in self._builtins.items():  # after a reset (tests) modules re-register nothing
             self._entries.setdefault(name, entry)
         self.load_plugins()
 
