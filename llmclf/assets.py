@@ -57,8 +57,7 @@ def atomic_write_text(dest: Path, text: str) -> None:
 
 def missing_asset_error(what: str, url: str, dest: Path, reason: str) -> AssetError:
     return AssetError(
-        f"{what} is not available ({reason}); download {url} and put it at {dest}, "
-        "or pass a local path"
+        f"cannot get {what} ({reason}); download {url} and put it at {dest}, or pass a local path"
     )
 
 
@@ -66,7 +65,7 @@ def download(url: str, dest: Path, *, what: str, sha256: str | None = None) -> P
     """Download ``url`` to ``dest`` (atomically, with a progress bar) unless already there.
 
     An existing ``dest`` is trusted when its hash matches (or no hash is pinned). Raises
-    :class:`AssetError` offline, on a network failure, or on a hash mismatch.
+    `AssetError` offline, on a network failure, or on a hash mismatch.
     """
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):

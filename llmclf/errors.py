@@ -1,7 +1,7 @@
 """The one exception hierarchy of llmclf.
 
-Every error a user can cause or meet derives from :class:`LlmclfError`. The CLI prints such an
-error as one line on stderr and exits with :attr:`LlmclfError.exit_code`; anything else is a bug
+Every error a user can cause or meet derives from `LlmclfError`. The CLI prints such an
+error as one line on stderr and exits with `LlmclfError.exit_code`; anything else is a bug
 and shows its traceback.
 """
 

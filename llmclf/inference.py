@@ -148,7 +148,7 @@ class Classifier:
     def predict(
         self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[Prediction]:
-        """One :class:`Prediction` per text, in input order (an empty text included)."""
+        """One `Prediction` per text, in input order (an empty text included)."""
         texts = list(texts)
         if not texts:
             return []

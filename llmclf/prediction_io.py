@@ -13,7 +13,7 @@ FORMATS = ("table", "json", "jsonl", "csv")
 
 
 class PredictionWriter:
-    """Writes predictions as they come; :meth:`close` finishes the document."""
+    """Writes predictions as they come; `close` finishes the document."""
 
     def __init__(self, out: IO[str], fmt: str, labels: tuple[str, ...]) -> None:
         self.out, self.fmt, self.labels = out, fmt, labels

@@ -97,7 +97,7 @@ class Registry(Generic[T]):
         return add if obj is None else add(obj)
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` (mainly for tests); unknown names raise like :meth:`get`."""
+        """Remove ``name`` (mainly for tests); unknown names raise like `get`."""
         self._ensure_loaded()
         if name not in self._entries:
             raise self._unknown(name)
@@ -140,7 +140,7 @@ class Registry(Generic[T]):
     def _unknown(self, name: str) -> UnknownNameError:
         known = sorted(self._entries)
         close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
         return UnknownNameError(
             f"unknown {self.kind} {name!r}{hint} known: {', '.join(known) or '(none)'}"
         )
@@ -167,7 +167,7 @@ class Registry(Generic[T]):
         self.load_plugins()
 
     def load_plugins(self) -> None:
-        """Import every entry point of :attr:`group`. A broken plugin warns and is skipped.
+        """Import every entry point of `group`. A broken plugin warns and is skipped.
 
         An entry point may name a module (its import registers what it defines) or an object
         (registered under the entry point's name unless its import registered it already).

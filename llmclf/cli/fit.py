@@ -26,7 +26,11 @@ FIT_OPTIONS: list[tuple[str, Any, str]] = [
     ("backbone", str, "Backbone: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny."),
     ("weights", str, "pretrained, random, or a path to a model.safetensors (or its directory)."),
     ("pooling", click.Choice(["last", "last-token", "first", "mean"]), "Pooling [last-token]."),
-    ("trainable", str, "head, last-block, last-blocks:N, all, lora[:r=8,alpha=16] [last-block]."),
+    (
+        "trainable",
+        str,
+        "head, last-block (default), last-blocks:N, all, lora, or lora:r=R,alpha=A.",
+    ),
     ("dropout", float, "Dropout rate [0.0]."),
     ("epochs", int, "Epochs [5]."),
     ("batch-size", int, "Batch size [8]."),

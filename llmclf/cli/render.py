@@ -34,7 +34,7 @@ class RichReporter(Reporter):
         self.console.print(f"[dim]{text}[/dim]")
 
     def _on_model(self, trainable: int, total: int, policy: str, cache: str) -> None:
-        self.console.print(f"trainable parameters: {trainable:,} of {total:,} ({policy}); {cache}")
+        self.console.print(f"trainable parameters: {trainable:,} of {total:,} ({policy})")
 
     def _on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.progress = Progress(

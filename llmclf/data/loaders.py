@@ -17,7 +17,7 @@ BUCKET_BATCHES = 50  # bucketing sorts by length within chunks of this many batc
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
-    """How many batches :func:`batches` yields for ``n`` texts."""
+    """How many batches `batches` yields for ``n`` texts."""
     _check_batch_size(batch_size)
     return n // batch_size if drop_last else -(-n // batch_size)
 
@@ -72,7 +72,7 @@ def batch_positions(
     drop_last: bool = False,
     indices: Sequence[int] | None = None,
 ) -> list[list[int]]:
-    """The positions of every batch, as :func:`batches` would yield them."""
+    """The positions of every batch, as `batches` would yield them."""
     _check_batch_size(batch_size)
     order = list(range(len(lengths))) if indices is None else [int(i) for i in indices]
     generator = torch.Generator().manual_seed(seed + epoch)

@@ -35,7 +35,7 @@ class Batch(NamedTuple):
 
 
 class PaddingPolicy:
-    """Base class: subclasses choose the batch length ``T`` in :meth:`length_for`."""
+    """Base class: subclasses choose the batch length ``T`` in `length_for`."""
 
     name = "padding-policy"
     learns_length = False  # True when fit() learns a dataset-wide length
@@ -65,7 +65,7 @@ class PaddingPolicy:
     def collate(
         self, token_ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None
     ) -> Batch:
-        """Cut and right-pad ``token_ids`` into a :class:`Batch`."""
+        """Cut and right-pad ``token_ids`` into a `Batch`."""
         import torch
 
         rows = [list(ids[: self.cap]) or [self.pad_id] for ids in token_ids]
@@ -85,7 +85,7 @@ class PaddingPolicy:
         return {"name": self.name, "max_length": self.max_length, "length": self.length}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state` saved."""
+        """Restore what `state` saved."""
         length = state.get("length")
         if length is not None and (not isinstance(length, int) or length < 1):
             raise CheckpointError(f"padding state has an invalid length {length!r}")
@@ -159,7 +159,7 @@ def get_policy(
 
 
 def policy_from_state(state: dict[str, Any], context_length: int, pad_id: int) -> PaddingPolicy:
-    """Rebuild a policy from :meth:`PaddingPolicy.state` (as saved in a run directory)."""
+    """Rebuild a policy from `PaddingPolicy.state` (as saved in a run directory)."""
     if not isinstance(state, dict) or not isinstance(state.get("name"), str):
         raise CheckpointError(f"padding state must be a dict with a 'name', got {state!r}")
     policy = get_policy(state["name"], state.get("max_length"), context_length, pad_id)

@@ -1,7 +1,7 @@
 """The data pipeline: load -> clean -> label map -> balance -> stratified split -> encode.
 
-``prepare_data`` turns a :class:`DataSpec` into three encoded splits, the label map, the
-class weights (when the balancer weights the loss) and a :class:`DataReport`. ``load_split``
+``prepare_data`` turns a `DataSpec` into three encoded splits, the label map, the
+class weights (when the balancer weights the loss) and a `DataReport`. ``load_split``
 rebuilds exactly the rows a run used; ``load_all`` reads a whole dataset for evaluation.
 """
 
@@ -201,7 +201,7 @@ def load_split(
     """Rebuild the rows ``row_ids`` of ``spec``'s dataset, loaded and cleaned as in training.
 
     With ``fingerprint``, a dataset whose cleaned rows changed since training is a
-    :class:`DataError` (the same row ids would now name other rows).
+    `DataError` (the same row ids would now name other rows).
     """
     cap = _token_cap(spec, context_length)
     frame = _load_clean(spec).frame
@@ -225,7 +225,7 @@ def load_split(
 
 def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_length: int) -> Split:
     """Every row of ``spec``'s dataset (loaded and cleaned, not balanced or split), labelled
-    with the model's label map; a label the model does not know is a :class:`DataError`."""
+    with the model's label map; a label the model does not know is a `DataError`."""
     cap = _token_cap(spec, context_length)
     frame = _load_clean(spec).frame
     names = frame["label"].astype(str).tolist()

@@ -2,7 +2,7 @@
 
 CSV and TSV go through Python's ``csv`` module in strict mode, so quoted fields with commas,
 quotes and newlines load exactly and a malformed record is an error that names its line,
-never a silently merged row. Every problem is a :class:`DataError` that says what to fix.
+never a silently merged row. Every problem is a `DataError` that says what to fix.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def read_table(
     """Read a labelled data file into a frame with columns ``text`` and ``label``.
 
     Values are kept as read (strings, numbers, or None where a JSON value is missing or
-    null); cleaning happens later. Raises :class:`DataError` for a missing path, a directory,
+    null); cleaning happens later. Raises `DataError` for a missing path, a directory,
     an unsupported type, an empty file, a header with no rows, absent columns, bytes that are
     not ``encoding``, or a malformed record.
     """
@@ -115,7 +115,7 @@ def load_texts(
 
 
 def check_encoding(encoding: str) -> None:
-    """Raise :class:`DataError` unless ``encoding`` names a Python text codec."""
+    """Raise `DataError` unless ``encoding`` names a Python text codec."""
     try:
         codecs.lookup(encoding)
     except (LookupError, TypeError):

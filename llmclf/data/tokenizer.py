@@ -71,7 +71,7 @@ class Tokenizer:
     def from_dir(cls, directory: Path) -> Tokenizer:
         """Load from a directory holding ``encoder.json`` and ``vocab.bpe``; no network.
 
-        Raises :class:`AssetError` when a file is missing or is not GPT-2's (sha256 check).
+        Raises `AssetError` when a file is missing or is not GPT-2's (sha256 check).
         """
         directory = Path(directory)
         for file_name, sha256 in FILES.items():
@@ -96,7 +96,7 @@ def get_tokenizer() -> Tokenizer:
     """The GPT-2 tokenizer from ``$LLMCLF_HOME/gpt2/``, downloading its files if needed.
 
     Present files are hash-checked. With ``LLMCLF_OFFLINE=1`` a missing file is an
-    :class:`AssetError` naming its URL and where to put it. One instance per directory.
+    `AssetError` naming its URL and where to put it. One instance per directory.
     """
     directory = settings.gpt2_bpe_dir()
     key = directory.expanduser().resolve()

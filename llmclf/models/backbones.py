@@ -14,9 +14,9 @@ Built-ins register exactly as a plugin registers its own size::
     llmclf.backbones.register("gpt2-mini", mini, description="GPT-2, 4 layers, 256 wide")
 
 A plugin may also register a plain function with the builder's signature
-``(weights="random", *, dropout=0.0, seed=123) -> GPT2``; :func:`build_gpt2` does the work.
+``(weights="random", *, dropout=0.0, seed=123) -> GPT2``; `build_gpt2` does the work.
 
-The size metadata stays apart from the architecture (:mod:`.gpt2`), and torch is imported only
+The size metadata stays apart from the architecture (`.gpt2`), and torch is imported only
 when a model is built, so listing the registry stays fast.
 """
 
@@ -42,7 +42,7 @@ class GPT2Builder:
         name: the registry name, used for the weights cache ``$LLMCLF_HOME/backbones/<name>``.
         url: where ``weights="pretrained"`` downloads from; ``None`` for random-only sizes.
         sha256: the downloaded file's pinned hash, if known.
-        **sizes: :class:`~llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
+        **sizes: `llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
     """
 
     def __init__(
@@ -63,7 +63,7 @@ class GPT2Builder:
     def __call__(
         self, weights: str | Path = "random", *, dropout: float = 0.0, seed: int = 123
     ) -> GPT2:
-        """Build the model; see :func:`build_gpt2`."""
+        """Build the model; see `build_gpt2`."""
         return build_gpt2(
             self.config,
             weights,
@@ -89,13 +89,13 @@ def build_gpt2(
     url: str | None = None,
     sha256: str | None = None,
 ) -> GPT2:
-    """Build a :class:`~llmclf.models.gpt2.GPT2` of size ``config`` on the CPU.
+    """Build a `llmclf.models.gpt2.GPT2` of size ``config`` on the CPU.
 
     Args:
         config: the size; its ``dropout`` is replaced by ``dropout``.
         weights: ``"random"`` (GPT-2's initialisation from a local generator seeded with
             ``seed``; the global RNG is left alone), ``"pretrained"`` (from ``url``, see
-            :func:`~llmclf.models.weights.resolve_pretrained`), or a path to a
+            `llmclf.models.weights.resolve_pretrained`), or a path to a
             ``model.safetensors`` file in Hugging Face's layout or a directory holding one.
         name: the backbone's name, for the weights cache and for messages.
         sha256: the pinned hash a download of ``url`` must have, if known.

@@ -80,7 +80,7 @@ class SequenceClassifier(nn.Module):
         """The hidden states after blocks ``[0, end_layer)``: (B, T) -> (B, T, C).
 
         When those blocks are frozen and dropout is off, this never changes for a text, so it
-        can be computed once and fed to :meth:`forward_from` every epoch.
+        can be computed once and fed to `forward_from` every epoch.
         """
         return self.backbone.run_blocks(self.backbone.embed(input_ids), 0, end_layer)
 

@@ -2,10 +2,10 @@
 
 Module attributes carry the names of Hugging Face's checkpoint keys (``wte``, ``wpe``,
 ``h.{i}.ln_1``, ``h.{i}.attn.c_attn``, ``h.{i}.mlp.c_proj``, ``ln_f``, ...), so loading pretrained
-weights is a key-for-key copy plus a transpose of the Conv1D weights (:mod:`.weights`).
+weights is a key-for-key copy plus a transpose of the Conv1D weights (`.weights`).
 
-There is no language-model head: :meth:`GPT2.forward` returns the final hidden states and a task
-head goes on top (:class:`llmclf.models.classifier.SequenceClassifier`).
+There is no language-model head: `GPT2.forward` returns the final hidden states and a task
+head goes on top (`llmclf.models.classifier.SequenceClassifier`).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class GPT2(nn.Module):
     ``run_blocks(x) == run_blocks(run_blocks(x, 0, k), k)`` for every ``k``.
 
     ``GPT2(config)`` initialises its weights as GPT-2 does from the global RNG; the registered
-    builders (:mod:`.backbones`) instead use a local, seeded generator.
+    builders (`.backbones`) instead use a local, seeded generator.
     """
 
     def __init__(self, config: GPT2Config) -> None:

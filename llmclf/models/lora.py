@@ -3,10 +3,10 @@
 ``y = x W^T + b + (alpha / r) * x A^T B^T`` with ``A`` (r, in) and ``B`` (out, r). ``B`` starts at
 zero, so adding adapters leaves the model's outputs unchanged until training moves them.
 
-:class:`LoRALinear` replaces an ``nn.Linear`` in place and keeps its ``weight`` and ``bias``
+`LoRALinear` replaces an ``nn.Linear`` in place and keeps its ``weight`` and ``bias``
 under the same names, so a state dict holds ``h.0.attn.c_attn.weight`` (the base) beside
 ``h.0.attn.c_attn.lora_A`` and ``h.0.attn.c_attn.lora_B``. A checkpoint saved with adapters
-reloads into a model given the same adapters; :func:`merge_lora` folds them away for inference.
+reloads into a model given the same adapters; `merge_lora` folds them away for inference.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def add_lora(
     targets: tuple[str, ...] = LORA_TARGETS,
     generator: torch.Generator | None = None,
 ) -> list[str]:
-    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` in a :class:`LoRALinear`.
+    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` in a `LoRALinear`.
 
     Returns the wrapped modules' names. Layers that already carry adapters of the same rank and
-    alpha are left as they are; different ones raise :class:`UsageError`.
+    alpha are left as they are; different ones raise `UsageError`.
     """
     wrapped = []
     for name, module in list(model.named_modules()):

@@ -35,7 +35,7 @@ class TrainablePolicy:
 
 @dataclass(frozen=True)
 class TrainableReport:
-    """What :func:`apply_trainable` left trainable."""
+    """What `apply_trainable` left trainable."""
 
     policy: str
     trainable: int  # trainable parameters
@@ -53,7 +53,7 @@ class TrainableReport:
 
 
 def parse_trainable(policy: str) -> TrainablePolicy:
-    """Parse a policy string (see the module docstring); a bad one raises :class:`UsageError`."""
+    """Parse a policy string (see the module docstring); a bad one raises `UsageError`."""
     text = policy.strip() if isinstance(policy, str) else ""
     kind, _, args = text.partition(":")
     if kind == "last-block" and not args:

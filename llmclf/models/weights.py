@@ -71,7 +71,7 @@ def weights_files(path: Path) -> list[Path]:
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Read one safetensors file into CPU tensors. A corrupt or truncated file raises
-    :class:`WeightsError` naming it."""
+    `WeightsError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no weights file at {path}; check the path")
@@ -86,7 +86,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors behind ``path`` (see :func:`weights_files`), merged into one dict."""
+    """All tensors behind ``path`` (see `weights_files`), merged into one dict."""
     state: dict[str, torch.Tensor] = {}
     for file in weights_files(path):
         state.update(load_state_dict_file(file))
@@ -96,8 +96,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def load_hf_weights(model: GPT2, source: Path | str | Mapping[str, torch.Tensor]) -> None:
     """Copy GPT-2 weights in Hugging Face's layout into ``model``, in place.
 
-    ``source`` is a state dict or a path (see :func:`weights_files`). Missing, unexpected and
-    mis-shaped tensors are all reported in one :class:`WeightsError`. A model built on the meta
+    ``source`` is a state dict or a path (see `weights_files`). Missing, unexpected and
+    mis-shaped tensors are all reported in one `WeightsError`. A model built on the meta
     device takes the loaded tensors as its parameters (no copy).
     """
     where = "" if isinstance(source, Mapping) else f" in {source}"
@@ -148,7 +148,7 @@ def load_hf_weights(model: GPT2, source: Path | str | Mapping[str, torch.Tensor]
 
 def hf_state_dict(model: GPT2, prefix: str = "") -> dict[str, torch.Tensor]:
     """``model``'s weights in Hugging Face's layout (Conv1D weights transposed), ready for
-    ``safetensors.torch.save_file``: the inverse of :func:`load_hf_weights`."""
+    ``safetensors.torch.save_file``: the inverse of `load_hf_weights`."""
     return {
         prefix + name: (t.t() if name.endswith(CONV1D_WEIGHTS) else t).detach().contiguous()
         for name, t in model.state_dict().items()
@@ -167,7 +167,7 @@ def resolve_pretrained(name: str, url: str, *, sha256: str | None = None) -> Pat
     Looks in ``$LLMCLF_HOME/backbones/<name>/model.safetensors``, then in the user's Hugging
     Face cache (the file ``url`` points at, if the hub already downloaded it), and otherwise
     downloads ``url`` there (atomically, with a progress bar, checked against ``sha256`` when
-    one is pinned). Offline, or when the download fails, :class:`~llmclf.errors.AssetError`
+    one is pinned). Offline, or when the download fails, `llmclf.errors.AssetError`
     names the URL and where to put the file. Files already present are not hashed again (a
     gpt2-xl file is 6 GB); reading them checks their structure and every tensor's shape.
     """
@@ -177,7 +177,7 @@ def resolve_pretrained(name: str, url: str, *, sha256: str | None = None) -> Pat
     cached = find_in_hf_cache(url)
     if cached is not None:
         return cached
-    return assets.download(url, dest, what=f"the pretrained weights of {name}", sha256=sha256)
+    return assets.download(url, dest, what=f"{name} pretrained weights", sha256=sha256)
 
 
 def hf_hub_cache() -> Path:

@@ -7,8 +7,8 @@ serve(ServeConfig(run="runs/sms", port=8000))  # blocks until Ctrl+C / SIGTERM
 app = create_app("runs/sms", max_batch=64)      # or mount the ASGI app in your own server
 ```
 
-Importing this package needs neither FastAPI nor uvicorn; :func:`serve` and :func:`create_app`
-raise one :class:`~llmclf.errors.LlmclfError` naming the extra when they are missing.
+Importing this package needs neither FastAPI nor uvicorn; `serve` and `create_app`
+raise one `llmclf.errors.LlmclfError` naming the extra when they are missing.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def require_extra() -> None:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything ``llmclf serve`` takes; the CLI builds one of these and calls :func:`serve`."""
+    """Everything ``llmclf serve`` takes; the CLI builds one of these and calls `serve`."""
 
     run: str  # run directory written by llmclf fit
     host: str = "127.0.0.1"  # address to bind; 0.0.0.0 listens on every interface
@@ -87,9 +87,9 @@ def create_app(
     device: str = "auto",
     run_dir: str | Path | None = None,
 ) -> FastAPI:
-    """The ASGI app serving ``model`` (a loaded :class:`~llmclf.Classifier` or a run directory).
+    """The ASGI app serving ``model`` (a loaded `llmclf.Classifier` or a run directory).
 
-    See :func:`llmclf.serve.app.create_app` for the endpoints.
+    See `llmclf.serve.app.create_app` for the endpoints.
     """
     require_extra()
     from .app import create_app as _create_app

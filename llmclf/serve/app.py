@@ -1,4 +1,4 @@
-"""The FastAPI app: one :class:`~llmclf.Classifier` behind ``/predict``, ``/info``, ``/health``.
+"""The FastAPI app: one `llmclf.Classifier` behind ``/predict``, ``/info``, ``/health``.
 
 Endpoints
 ---------

@@ -85,7 +85,7 @@ def save_tensors(
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a missing or corrupt file is a :class:`CheckpointError`."""
+    """Load a safetensors file; a missing or corrupt file is a `CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; is {path.parent} a complete llmclf run?")

@@ -24,7 +24,44 @@ CACHE_POLICIES = ("auto", "off")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Configuration of one fine-tuning run. Fields hold names, never objects."""
+    """Configuration of one fine-tuning run. Fields hold names, never objects.
+
+    Every field is also a ``llmclf fit`` option (``batch_size`` is ``--batch-size``).
+
+    Attributes:
+        dataset: a registered dataset name, or a csv/tsv/jsonl/json/parquet file.
+        text_column: the text column of a file dataset.
+        label_column: the label column of a file dataset.
+        encoding: the encoding of a file dataset.
+        balance: balancer name: none, undersample, oversample, class-weight.
+        balance_scope: ``all`` balances then splits (the book's); ``train`` balances only the
+            training split, so validation and test keep the real class ratio.
+        split: train / validation / test fractions.
+        dedupe: drop duplicate texts before splitting.
+        padding: padding policy: pad-batch, pad-dataset, truncate-batch, truncate-dataset.
+        max_length: cap on tokens per text (never above the backbone's context length).
+        bucket: length-bucketed training batches.
+        backbone: backbone name, e.g. gpt2-small.
+        weights: ``pretrained``, ``random``, or a path to a safetensors file or directory.
+        pooling: last, last-token, first, mean.
+        trainable: head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A.
+        dropout: dropout rate during training.
+        epochs: passes over the training split.
+        batch_size: the global batch size (split across processes under torchrun).
+        grad_accum: batches per optimizer step.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        early_stopping: stop after this many epochs without a better validation loss.
+        eval_every: optimizer steps between the evaluations recorded in history.csv.
+        eval_batches: batches per periodic evaluation (None: the whole split).
+        seed: seeds the split, the shuffling and the head's initialisation.
+        device: auto (cuda, then mps, then cpu), cpu, cuda, mps.
+        precision: fp32, bf16, fp16, or auto (bf16 where the device is fast at it).
+        cache: ``auto`` uses the frozen-trunk cache whenever it is exact; ``off`` never does.
+        save: keep the ``best`` model by validation loss, or the ``last``.
+        output: the run directory (default ``runs/<dataset>``, made unique).
+    """
 
     # data
     dataset: str = "sms"  # registry name or path to a csv/tsv/jsonl/json/parquet file

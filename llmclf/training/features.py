@@ -1,8 +1,8 @@
 """Where a batch's logits come from: the whole model, or a frozen-trunk cache.
 
 When every block below ``k`` is frozen and deterministic (no dropout), a text's hidden state
-after block ``k - 1`` never changes during training. :class:`TrunkCache` computes it once per
-text and :func:`batch_logits` trains the top of the model on it. Because attention is causal,
+after block ``k - 1`` never changes during training. `TrunkCache` computes it once per
+text and `batch_logits` trains the top of the model on it. Because attention is causal,
 a token's state never depends on what follows it, so the cached states of real tokens are the
 same whatever padding or truncation a batch later applies: the cache is exact for every pooling
 that reads real tokens only (``last-token``, ``first``, ``mean``), and for ``last`` when every

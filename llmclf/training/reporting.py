@@ -19,7 +19,7 @@ from typing import IO, Any
 
 
 class Reporter:
-    """Base reporter: ignores every event. Subclasses override :meth:`event`."""
+    """Base reporter: ignores every event. Subclasses override `event`."""
 
     def event(self, name: str, **data: Any) -> None:
         """Receive one event."""

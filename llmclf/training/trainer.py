@@ -38,7 +38,7 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class Run:
-    """The result of :meth:`Trainer.fit`: where the run lives and what it measured."""
+    """The result of `Trainer.fit`: where the run lives and what it measured."""
 
     output_dir: Path
     config: TrainConfig
@@ -144,7 +144,12 @@ class Trainer:
 
         tokenizer = get_tokenizer()
         builder = backbones.get(cfg.backbone)
-        context_length = builder.config.context_length
+        backbone = None
+        size = getattr(builder, "config", None)  # GPT2Builder knows its size without building
+        if size is None:  # a plain builder function (a plugin): build first to learn the size
+            backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            size = backbone.config
+        context_length = size.context_length
         data = prepare_data(data_spec(cfg), tokenizer, context_length)
         if resuming:
             saved = ckpt.read_json(out / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
@@ -155,7 +160,8 @@ class Trainer:
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         policy.fit([len(ids) for ids in data.train.token_ids])
 
-        backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+        if backbone is None:
+            backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
         model = SequenceClassifier(backbone, len(data.labels), pooling=cfg.pooling)
         trainable = apply_trainable(model, cfg.trainable, seed=cfg.seed)
         model.to(device)

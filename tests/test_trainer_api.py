@@ -1,0 +1,93 @@
+"""The Python API: plugins in Python, class weights, the cache's memory budget, save policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import topic_frame, write_topic_csv
+
+import llmclf
+from llmclf import Classifier, TrainConfig, Trainer
+from llmclf.models.gpt2 import GPT2Config
+from llmclf.training import trainer as trainer_module
+from llmclf.training.reporting import Reporter
+
+
+class Collect(Reporter):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, name: str, **data) -> None:
+        self.events.append((name, data))
+
+    def messages(self) -> list[str]:
+        return [d["text"] for e, d in self.events if e == "message"]
+
+
+def tiny(tmp_path: Path, **changes) -> TrainConfig:
+    fields = {
+        "dataset": str(write_topic_csv(tmp_path / "d.csv", rows_per_class=20)),
+        "backbone": "gpt2-tiny",
+        "weights": "random",
+        "balance": "none",
+        "epochs": 1,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "output": str(tmp_path / "run"),
+    }
+    return TrainConfig(**{**fields, **changes})
+
+
+def test_python_registered_dataset_and_plain_function_backbone(tmp_path: Path) -> None:
+    @llmclf.datasets.register("tickets-test")
+    def tickets():
+        """Tickets built in the test."""
+        return topic_frame(15)
+
+    @llmclf.backbones.register("micro-test")
+    def micro(weights="random", *, dropout=0.0, seed=123):
+        """A plugin backbone written as a plain function."""
+        from llmclf.models.backbones import build_gpt2
+
+        config = GPT2Config(n_layer=1, n_embd=32, n_head=2, context_length=64)
+        return build_gpt2(config, weights, dropout=dropout, seed=seed, name="micro-test", url=None)
+
+    try:
+        run = Trainer(tiny(tmp_path), dataset="tickets-test", backbone="micro-test").fit()
+        manifest = json.loads((run.output_dir / "llmclf.json").read_text())
+        assert manifest["backbone"]["config"]["n_embd"] == 32
+        assert len(Classifier.load(run.output_dir).predict(["refund my invoice"])) == 1
+    finally:
+        llmclf.datasets.unregister("tickets-test")
+        llmclf.backbones.unregister("micro-test")
+
+
+def test_class_weights_travel_with_the_run(tmp_path: Path) -> None:
+    frame = topic_frame(30)
+    frame = frame[(frame.label != "account") | (frame.index % 3 == 0)]  # make one class rare
+    path = tmp_path / "skewed.csv"
+    frame.to_csv(path, index=False)
+    run = Trainer(tiny(tmp_path, dataset=str(path), balance="class-weight")).fit()
+    weights = json.loads((run.output_dir / "llmclf.json").read_text())["data"]["class_weights"]
+    assert len(weights) == 3
+    assert weights[0] > weights[1]  # "account" (label id 0) is the rare class
+
+
+def test_cache_falls_back_with_a_message_when_it_would_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trainer_module, "available_memory_bytes", lambda: 1024)
+    reporter = Collect()
+    Trainer(tiny(tmp_path, trainable="last-block"), reporter=reporter).fit()
+    assert any("frozen-trunk cache off: it needs" in m for m in reporter.messages())
+    report = next(d["report"] for e, d in reporter.events if e == "data")
+    assert report["cache"].startswith("frozen-trunk cache off")
+
+
+def test_save_last_keeps_the_last_epoch(tmp_path: Path) -> None:
+    run = Trainer(tiny(tmp_path, epochs=2, save="last")).fit()
+    manifest = json.loads((run.output_dir / "llmclf.json").read_text())
+    assert manifest["epochs_completed"] == 2
+    assert [row["epoch"] for row in run.history if row["kind"] == "epoch"] == [1, 2]
