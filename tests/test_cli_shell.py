@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from llmclf import __version__
@@ -11,13 +12,21 @@ from llmclf.cli import main
 from llmclf.errors import DataError, UsageError
 
 
-@main.command("_fail", hidden=True)
+@click.command("_fail", hidden=True)
 @click.option("--usage", is_flag=True)
 def _fail(usage: bool) -> None:
     """A command that raises a library error (test only)."""
     if usage:
         raise UsageError("bad option --frobnicate; use --frob")
     raise DataError("dataset 'x.csv' has no 'text' column; found: a, b. Set --text-column")
+
+
+@pytest.fixture(autouse=True)
+def failing_command():
+    """A test-only command on the real CLI group, removed afterwards."""
+    main.add_command(_fail)
+    yield
+    main.commands.pop("_fail", None)
 
 
 def test_version() -> None:
