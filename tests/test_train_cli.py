@@ -196,3 +196,16 @@ def test_predict_on_a_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["predict", str(tmp_path / "nope"), "hello"])
     assert result.exit_code == 1
     assert "does not exist" in result.stderr
+
+
+def test_failed_predict_leaves_no_partial_output(topic_run: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "refund"}\n{"text": "printer"}\n{not json\n')
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        main, ["predict", str(topic_run), "--file", str(source), "--output", str(out)]
+    )
+    assert result.exit_code != 0
+    assert "line 3" in result.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".out.jsonl*"))

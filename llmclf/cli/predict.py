@@ -67,6 +67,7 @@ def predict_command(
     if not texts and not file_:
         raise click.UsageError("give one or more texts, or --file PATH (- for stdin)")
     from ..data.pipeline import load_texts
+    from ..assets import atomic_path
     from ..inference import Classifier
     from ..prediction_io import PredictionWriter, predict_chunks
 
@@ -82,11 +83,10 @@ def predict_command(
         )
     )
     with ExitStack() as stack:
-        out = (
-            stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
-            if output
-            else sys.stdout
-        )
+        out = sys.stdout
+        if output:  # written beside, renamed on success: a failed run leaves no partial file
+            tmp = stack.enter_context(atomic_path(Path(output)))
+            out = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
         writer = PredictionWriter(out, fmt, classifier.labels)
         read = predict_chunks(classifier, chunks, writer, batch_size)
     click.echo(
