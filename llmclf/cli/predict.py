@@ -66,8 +66,8 @@ def predict_command(
         raise click.UsageError("give texts as arguments or --file, not both")
     if not texts and not file_:
         raise click.UsageError("give one or more texts, or --file PATH (- for stdin)")
-    from ..data.pipeline import load_texts
     from ..assets import atomic_path
+    from ..data.pipeline import load_texts
     from ..inference import Classifier
     from ..prediction_io import PredictionWriter, predict_chunks
 
