@@ -1,0 +1,164 @@
+"""llmclf against transformers' GPT2ForSequenceClassification: fit, predict, FLOP/s, accuracy.
+
+    python benchmarks/compare.py            # the full comparison (about half an hour on 2 cores)
+    python benchmarks/compare.py --quick    # under 5 minutes on 2 cores; 5 epochs projected
+    python benchmarks/compare.py --smoke    # seconds: every measurement on gpt2-tiny, a few texts
+
+Every measurement runs in its own process (peak RSS is per implementation) with the same
+thread count, on the same data: the SMS Spam Collection, undersampled and split as llmclf's
+defaults do (1045 / 149 / 300). Set LLMCLF_HOME (and LLMCLF_OFFLINE=1) to use local files.
+The last line is exactly ``fit_speedup=X.XX predict_speedup=Y.YY``: llmclf's default fp32
+recipe against transformers with per-batch padding (5-epoch time ratio; texts/s on the test
+split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+
+RESULT_PREFIX = "@@result "
+SMOKE_PER_CLASS = 24
+
+
+def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[str, Any]]:
+    """The parameters of every measurement, by mode."""
+    smoke, quick = mode == "smoke", mode == "quick"
+    backbone = "gpt2-tiny" if smoke else "gpt2-small"
+    common = {"threads": threads, "dataset": dataset, "backbone": backbone, "target_epochs": 5}
+    run_dir = str(work / "llmclf-fp32")
+    fit_epochs = 1 if (smoke or quick) else 5
+    hf_steps = 3 if smoke else 8 if quick else None  # None: one whole epoch
+    predict = {**common, "run_dir": run_dir, "all_texts": not quick, "batch_size": 32}
+    return {
+        "matmul": {
+            "threads": threads,
+            "sizes": [256] if smoke else [2048] if quick else [2048, 3072],
+            "seconds": 0.05 if smoke else 1.0 if quick else 2.0,
+        },
+        "fit-llmclf fp32": {
+            **common,
+            "epochs": fit_epochs,
+            "precision": "fp32",
+            "output": run_dir,
+        },
+        "fit-llmclf auto": {
+            **common,
+            "epochs": fit_epochs,
+            "precision": "auto",
+            "output": str(work / "auto"),
+        },
+        "fit-hf book": {**common, "padding": "book", "max_steps": hf_steps},
+        "fit-hf batch": {**common, "padding": "batch", "max_steps": hf_steps},
+        "predict-llmclf": {
+            **predict,
+            "variants": {
+                "fp32": {},
+                "bf16": {"precision": "bf16"},
+                "int8": {"quantize": "int8"},
+            },
+        },
+        "predict-hf": predict,
+        "fast-vs-plain": {
+            "threads": threads,
+            "dataset": dataset,
+            "backbone": "gpt2-tiny",
+            "epochs": 1 if smoke else 3 if quick else 5,
+            "lr": 1e-3,
+        },
+    }
+
+
+def run_worker(key: str, params: dict[str, Any], *, inline: bool) -> dict[str, Any]:
+    """Run one measurement, in a fresh process unless ``inline``."""
+    name = key.split()[0]
+    if inline:
+        import workers
+
+        return workers.WORKERS[name](params)
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
+    proc = subprocess.run(
+        command, input=json.dumps(params), capture_output=True, text=True, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode or not lines:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"benchmark step {key!r} failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def smoke_dataset(path: Path, per_class: int = SMOKE_PER_CLASS) -> str:
+    """A handful of real SMS messages, both classes, as a CSV file."""
+    from llmclf.data.sources import sms
+
+    frame = sms()
+    parts = [frame[frame["label"] == label].head(per_class) for label in ("ham", "spam")]
+    import pandas as pd
+
+    pd.concat(parts).to_csv(path, index=False)
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="under 5 minutes; projected fits")
+    group.add_argument("--smoke", action="store_true", help="gpt2-tiny, a few texts: seconds")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--inline", action="store_true", help="no subprocesses (no peak RSS)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:  # child process: params on stdin, one result line on stdout
+        import torch
+        import workers
+
+        params = json.loads(sys.stdin.read())
+        torch.set_num_threads(params["threads"])
+        result = workers.WORKERS[args.worker](params)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="llmclf-bench-") as tmp:
+        work = Path(tmp)
+        dataset = smoke_dataset(work / "sms-sample.csv") if args.smoke else "sms"
+        plan = modes(mode, args.threads, dataset, work)
+        results: dict[str, Any] = {
+            "mode": mode,
+            "backbone": plan["fit-llmclf fp32"]["backbone"],
+            "machine": report.machine(args.threads),
+            "dataset": "SMS Spam Collection"
+            + (f" (first {SMOKE_PER_CLASS} of each class)" if args.smoke else ""),
+        }
+        print(report.header(mode, results["machine"]), flush=True)
+        for key, params in plan.items():
+            t0 = time.perf_counter()
+            # smoke: the matmul in a child (proves the protocol), the rest inline (fast)
+            inline = args.inline or (args.smoke and key != "matmul")
+            results[key] = run_worker(key, params, inline=inline)
+            print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s", flush=True)
+        results["wall_s"] = time.perf_counter() - started
+    print(report.render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(report.final_line(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

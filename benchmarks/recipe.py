@@ -1,0 +1,115 @@
+"""The recipe's batches and their matrix-product FLOPs, counted on the padded tokens computed.
+
+A block's forward pass on a (B, T) batch of width C does ``24 C^2`` FLOPs a token in its four
+linear layers (qkv 3C^2, output C^2, MLP 8C^2, times 2 for multiply-add) and ``4 T C`` a token in
+attention (scores and weighted sum, the full T x T square as the kernels compute it). A training
+step's backward pass is counted as twice its forward pass. LayerNorms, GELU, embeddings and the
+2-way head are left out: a few percent of the total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+Shape = tuple[int, int]  # (B, T)
+
+
+def block_forward(batch: int, length: int, width: int) -> float:
+    """FLOPs of one block's forward pass on a (batch, length) batch."""
+    return batch * length * (24.0 * width * width + 4.0 * length * width)
+
+
+def forward(shapes: Iterable[Shape], width: int, blocks: int) -> float:
+    """Forward FLOPs of ``blocks`` blocks over batches of shape (B, T)."""
+    return blocks * sum(block_forward(b, t, width) for b, t in shapes)
+
+
+def tokens(shapes: Iterable[Shape]) -> int:
+    return sum(b * t for b, t in shapes)
+
+
+def padded(lengths: Sequence[int], groups: Iterable[Sequence[int]], fixed: int | None = None):
+    """(B, T) of each batch: padded to its longest text, or to ``fixed`` (the book's)."""
+    return [(len(g), fixed or max(lengths[i] for i in g)) for g in groups]
+
+
+def sorted_groups(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of texts sorted by length (llmclf's cache build and predict)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def in_order_groups(n: int, batch_size: int) -> list[list[int]]:
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def shuffled_groups(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    """The book's (and llmclf's) shuffled batches: ``randperm`` from a generator seeded
+    ``seed`` (llmclf seeds ``config.seed + epoch``)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+@dataclass
+class Recipe:
+    """The batches of the book's recipe on one dataset: training steps per epoch, the periodic
+    and end-of-epoch evaluations (llmclf's cadence), the final evaluation, the cache build."""
+
+    train: list[list[Shape]]  # per epoch
+    periodic: list[Shape]  # one periodic evaluation: 5 training + 5 validation batches
+    periodic_counts: list[int]  # periodic evaluations in each epoch (on the global step)
+    epoch_end: list[Shape]  # 5 training batches + the whole validation split
+    final: list[Shape]  # every split, whole
+    cache: list[Shape]  # llmclf's cache build: every split, sorted, batches of 32
+
+    @classmethod
+    def of(
+        cls,
+        lengths: dict[str, Sequence[int]],  # token counts of train / validation / test
+        epochs: int,
+        *,
+        fixed: int | None = None,
+        batch_size: int = 8,
+        eval_every: int = 50,
+        eval_batches: int = 5,
+        seed: int = 123,
+    ) -> Recipe:
+        def evaluation(name: str, batches: int | None) -> list[Shape]:
+            groups = in_order_groups(len(lengths[name]), batch_size)[:batches]
+            return padded(lengths[name], groups, fixed)
+
+        n = len(lengths["train"])
+        steps = -(-n // batch_size)
+        return cls(
+            train=[
+                padded(lengths["train"], shuffled_groups(n, batch_size, seed + e), fixed)
+                for e in range(epochs)
+            ],
+            periodic=evaluation("train", eval_batches) + evaluation("validation", eval_batches),
+            periodic_counts=[
+                (e + 1) * steps // eval_every - e * steps // eval_every for e in range(epochs)
+            ],
+            epoch_end=evaluation("train", eval_batches) + evaluation("validation", None),
+            final=[s for name in ("train", "validation", "test") for s in evaluation(name, None)],
+            cache=[
+                s
+                for name in ("train", "validation", "test")
+                for s in padded(lengths[name], sorted_groups(lengths[name], 32))
+            ],
+        )
+
+    def evaluations(self, epoch: int) -> list[Shape]:
+        return self.periodic * self.periodic_counts[epoch] + self.epoch_end
+
+    def epoch_flops(self, epoch: int, width: int, forward_blocks: int, train_blocks: int):
+        """Steps (forward through ``forward_blocks``, backward through ``train_blocks``) and
+        evaluations of one epoch."""
+        steps = self.train[epoch]
+        return (
+            forward(steps, width, forward_blocks)
+            + 2 * forward(steps, width, train_blocks)
+            + forward(self.evaluations(epoch), width, forward_blocks)
+        )
