@@ -64,9 +64,25 @@ def test_the_books_last_pooling_reads_the_padding(classifier: SequenceClassifier
 def test_forward_from_a_cached_trunk_equals_forward(classifier: SequenceClassifier) -> None:
     ids, lengths = right_pad(texts(), 23)
     expected = classifier(ids, lengths)
-    for k in range(len(classifier.backbone.h) + 1):
+    for k in range(len(classifier.backbone.h)):
         hidden = classifier.trunk(ids, k)
         assert torch.equal(classifier.forward_from(hidden, lengths, k), expected), k
+    # k = n_layer: the cache holds the full last block, forward computes it at one position only
+    hidden = classifier.trunk(ids, len(classifier.backbone.h))
+    got = classifier.forward_from(hidden, lengths, len(classifier.backbone.h))
+    assert torch.allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["last", "last-token", "first"])
+@torch.no_grad()
+def test_last_block_at_the_pooled_position_equals_the_full_block(pooling: str) -> None:
+    torch.manual_seed(0)
+    backbone = GPT2(GPT2Config(n_layer=2, n_embd=64, n_head=4, context_length=64, vocab_size=100))
+    model = SequenceClassifier(backbone, 3, pooling=pooling)
+    ids, lengths = torch.randint(0, 100, (5, 17)), torch.tensor([17, 3, 9, 1, 12])
+    x = backbone.run_blocks(backbone.embed(ids))  # every position through every block
+    full = model.head(pool(backbone.ln_f(x), lengths, pooling))
+    assert torch.allclose(model(ids, lengths), full, rtol=0, atol=1e-6)
 
 
 def test_pool_picks_the_right_vectors() -> None:

@@ -46,6 +46,20 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str) -> to
     return summed / lengths[:, None].clamp(min=1).to(hidden.dtype)  # (B, C)
 
 
+def pooled_positions(
+    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str
+) -> torch.Tensor:
+    """The position each row's single-position pooling reads: (B,) for last, last-token, first."""
+    B, T, _ = hidden.shape
+    if pooling == "first":
+        return torch.zeros(B, dtype=torch.long, device=hidden.device)
+    if pooling == "last" or lengths is None:
+        return torch.full((B,), T - 1, dtype=torch.long, device=hidden.device)
+    if pooling != "last-token":
+        raise UsageError(f"pooling {pooling!r} does not read a single position")
+    return lengths.to(hidden.device) - 1
+
+
 class SequenceClassifier(nn.Module):
     """GPT-2 backbone + pooling + ``nn.Linear(C, num_classes)``: token ids -> class logits.
 
@@ -90,6 +104,12 @@ class SequenceClassifier(nn.Module):
         """Logits (B, num_classes) from hidden states (B, T, C) already through blocks
         ``[0, start_layer)``: ``forward_from(trunk(ids, k), lengths, k)`` equals
         ``forward(ids, lengths)`` exactly."""
-        x = self.backbone.run_blocks(hidden, start_layer)  # (B, T, C)
-        x = self.backbone.ln_f(x)  # (B, T, C)
-        return self.head(pool(x, lengths, self.pooling))  # (B, C) -> (B, num_classes)
+        n_layer = len(self.backbone.h)
+        if self.pooling == "mean" or start_layer >= n_layer:
+            x = self.backbone.run_blocks(hidden, start_layer)  # (B, T, C)
+            x = self.backbone.ln_f(x)  # (B, T, C)
+            return self.head(pool(x, lengths, self.pooling))  # (B, C) -> (B, num_classes)
+        # One position is pooled: the last block (and ln_f) need to run there only.
+        x = self.backbone.run_blocks(hidden, start_layer, n_layer - 1)  # (B, T, C)
+        x = self.backbone.h[n_layer - 1].forward_at(x, pooled_positions(x, lengths, self.pooling))
+        return self.head(self.backbone.ln_f(x))  # (B, C) -> (B, num_classes)

@@ -49,6 +49,28 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """The output at one position per row, ``pos`` (B,): (B, T, C) -> (B, C).
+
+        Equals ``forward(x)[arange(B), pos]``: keys and values still come from every position up
+        to ``pos``, but only one query is formed and projected.
+        """
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        hs = C // self.n_head
+        q = q[torch.arange(B, device=x.device), pos].view(B, self.n_head, 1, hs)  # (B, nh, 1, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        seen = torch.arange(T, device=x.device) <= pos[:, None]  # (B, T): causal for that query
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=seen[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, 1, hs)
+        return self.resid_dropout(self.c_proj(y.reshape(B, C)))  # (B, C)
+
 
 class MLP(nn.Module):
     """Position-wise feed-forward network: expand 4x, GELU (tanh approximation), project back."""
@@ -78,6 +100,16 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[arange(B), pos]`` without computing the other positions: -> (B, C).
+
+        A classifier reads one position of the last block, so its MLP and output projection
+        need to run on that position only.
+        """
+        rows = torch.arange(x.shape[0], device=x.device)
+        y = x[rows, pos] + self.attn.forward_at(self.ln_1(x), pos)  # (B, C)
+        return y + self.mlp(self.ln_2(y))  # (B, C)
 
 
 @dataclass

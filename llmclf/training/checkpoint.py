@@ -78,8 +78,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def save_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Save tensors as safetensors, atomically (contiguous CPU copies, no shared storage)."""
-    plain = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+    """Save tensors as safetensors, atomically (contiguous CPU tensors, no shared storage)."""
+    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}  # no copies
     with atomic_path(path) as tmp:
         save_file(plain, str(tmp), metadata=metadata)
 
