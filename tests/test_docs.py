@@ -25,6 +25,7 @@ PAGES = [
     "guides/trainable-and-pooling/index.html",
     "guides/checkpoints/index.html",
     "guides/reproducibility/index.html",
+    "guides/distributed/index.html",
     "reference/cli/index.html",
     "reference/api/index.html",
     "benchmarks/index.html",
