@@ -1,7 +1,7 @@
 """llmclf against transformers' GPT2ForSequenceClassification: fit, predict, FLOP/s, accuracy.
 
     python benchmarks/compare.py            # the full comparison (about half an hour on 2 cores)
-    python benchmarks/compare.py --quick    # under 5 minutes on 2 cores; 5 epochs projected
+    python benchmarks/compare.py --quick    # under 5 minutes on 2 cores: projections, subsets
     python benchmarks/compare.py --smoke    # seconds: every measurement on gpt2-tiny, a few texts
 
 Every measurement runs in its own process (peak RSS is per implementation) with the same
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import report  # noqa: E402
 
 RESULT_PREFIX = "@@result "
 SMOKE_PER_CLASS = 24
+QUICK_TEST_TEXTS = 150  # --quick predicts the first 150 test texts
 
 
 def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[str, Any]]:
@@ -40,13 +42,19 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
     common = {"threads": threads, "dataset": dataset, "backbone": backbone, "target_epochs": 5}
     run_dir = str(work / "llmclf-fp32")
     fit_epochs = 1 if (smoke or quick) else 5
-    hf_steps = 3 if smoke else 8 if quick else None  # None: one whole epoch
-    predict = {**common, "run_dir": run_dir, "all_texts": not quick, "batch_size": 32}
+    hf_steps = 3 if smoke else 6 if quick else None  # None: one whole epoch
+    predict = {
+        **common,
+        "run_dir": run_dir,
+        "test_texts": QUICK_TEST_TEXTS if quick else None,  # None: the whole test split
+        "all_texts": not quick,
+        "batch_size": 32,
+    }
     return {
         "matmul": {
             "threads": threads,
-            "sizes": [256] if smoke else [2048] if quick else [2048, 3072],
-            "seconds": 0.05 if smoke else 1.0 if quick else 2.0,
+            "sizes": [256] if smoke else [1024, 2048] if quick else [1024, 2048, 3072],
+            "seconds": 0.02 if smoke else 0.3 if quick else 0.6,
         },
         "fit-llmclf fp32": {
             **common,
@@ -75,7 +83,7 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
             "threads": threads,
             "dataset": dataset,
             "backbone": "gpt2-tiny",
-            "epochs": 1 if smoke else 3 if quick else 5,
+            "epochs": 1 if smoke else 2 if quick else 5,
             "lr": 1e-3,
         },
     }
@@ -97,6 +105,11 @@ def run_worker(key: str, params: dict[str, Any], *, inline: bool) -> dict[str, A
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"benchmark step {key!r} failed (exit {proc.returncode})")
     return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def smoke_dataset(path: Path, per_class: int = SMOKE_PER_CLASS) -> str:
@@ -128,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
         params = json.loads(sys.stdin.read())
         torch.set_num_threads(params["threads"])
+        cpu, wall = _cpu_seconds(), time.perf_counter()
         result = workers.WORKERS[args.worker](params)
+        # CPU time over wall time and threads: well under 1 means other processes took the CPUs
+        result["cpu_share"] = (
+            (_cpu_seconds() - cpu) / (time.perf_counter() - wall) / params["threads"]
+        )
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
@@ -151,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             # smoke: the matmul in a child (proves the protocol), the rest inline (fast)
             inline = args.inline or (args.smoke and key != "matmul")
             results[key] = run_worker(key, params, inline=inline)
-            print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s", flush=True)
+            share = results[key].get("cpu_share")
+            note = f", CPU share {share:.2f}" if share is not None else ""
+            print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s{note}", flush=True)
         results["wall_s"] = time.perf_counter() - started
     print(report.render(results))
     if args.json:

@@ -22,9 +22,21 @@ def block_forward(batch: int, length: int, width: int) -> float:
     return batch * length * (24.0 * width * width + 4.0 * length * width)
 
 
-def forward(shapes: Iterable[Shape], width: int, blocks: int) -> float:
-    """Forward FLOPs of ``blocks`` blocks over batches of shape (B, T)."""
-    return blocks * sum(block_forward(b, t, width) for b, t in shapes)
+def block_at_position(batch: int, length: int, width: int) -> float:
+    """FLOPs of a block run for one position a row (llmclf's last block under single-position
+    pooling): the qkv projection on every token, one query's attention, and the output
+    projection and MLP on that position only."""
+    return batch * (length * (6.0 * width * width + 4.0 * width) + 18.0 * width * width)
+
+
+def forward(shapes: Iterable[Shape], width: int, blocks: int, pooled_top: bool = False) -> float:
+    """Forward FLOPs of ``blocks`` blocks over batches of shape (B, T); with ``pooled_top``
+    the last of them runs at the pooled position only."""
+    shapes = list(shapes)
+    if not pooled_top or blocks == 0:
+        return blocks * sum(block_forward(b, t, width) for b, t in shapes)
+    full = (blocks - 1) * sum(block_forward(b, t, width) for b, t in shapes)
+    return full + sum(block_at_position(b, t, width) for b, t in shapes)
 
 
 def tokens(shapes: Iterable[Shape]) -> int:
@@ -104,12 +116,14 @@ class Recipe:
     def evaluations(self, epoch: int) -> list[Shape]:
         return self.periodic * self.periodic_counts[epoch] + self.epoch_end
 
-    def epoch_flops(self, epoch: int, width: int, forward_blocks: int, train_blocks: int):
+    def epoch_flops(
+        self, epoch: int, width: int, forward_blocks: int, train_blocks: int, pooled_top: bool
+    ) -> float:
         """Steps (forward through ``forward_blocks``, backward through ``train_blocks``) and
-        evaluations of one epoch."""
+        evaluations of one epoch; ``pooled_top``: see :func:`forward`."""
         steps = self.train[epoch]
         return (
-            forward(steps, width, forward_blocks)
-            + 2 * forward(steps, width, train_blocks)
-            + forward(self.evaluations(epoch), width, forward_blocks)
+            forward(steps, width, forward_blocks, pooled_top)
+            + 2 * forward(steps, width, train_blocks, pooled_top)
+            + forward(self.evaluations(epoch), width, forward_blocks, pooled_top)
         )

@@ -7,6 +7,7 @@ import platform
 import subprocess
 from typing import Any
 
+LOW_CPU_SHARE = 0.85
 TARGETS = {  # issue 6
     "fit_fp32": 5.0,  # x transformers with per-batch padding, fp32
     "fit_auto": 8.0,  # with precision auto (bf16 where the CPU is fast at it)
@@ -64,7 +65,7 @@ def header(mode: str, m: dict[str, Any]) -> str:
         f"llmclf {m['llmclf']}, python {m['python']}",
     ]
     load = m.get("load_average")
-    if load is not None and load > 0.5:
+    if load is not None and load > 1.0:
         lines.append(
             f"warning: load average {load:.1f} before the start: other processes share the "
             "CPUs, so timings are noisy (ratios less so)"
@@ -130,7 +131,7 @@ def _fit_section(r: dict[str, Any]) -> list[str]:
         how = (
             f"1 epoch run, 5 projected: {parts}"
             if f["projected"]
-            else f"5 epochs run: {parts.replace('5 x', 'epochs')}"
+            else f"5 epochs run: {parts.replace(' x ', ' x (mean) ')}"
         )
         rows.append(
             [
@@ -214,6 +215,8 @@ def _predict_section(r: dict[str, Any]) -> list[str]:
         + ["GFLOP/s (test)"]
     )
     counts = ", ".join(f"{n}: {hf[n]['n']} texts" for n in sets)
+    if r["mode"] == "quick":
+        counts += " (quick: the first of the 300 test texts only)"
     return [
         "",
         "Prediction, same weights: Classifier.predict (tokenising included, its default batch "
@@ -251,13 +254,12 @@ def targets(r: dict[str, Any]) -> str:
     x, t, ours = ratios(r), TARGETS, r["predict-llmclf"]
     fit_gap = _points(r["fit-llmclf auto"]["test_accuracy"], r["fit-llmclf fp32"]["test_accuracy"])
     same = ours["fp32"]["test"]["labels"] == r["predict-hf"]["test"]["labels"]
+    # the accuracy change on the largest set measured: all 5,574 texts in a full run, where
+    # one label is 0.02 points (on the 300 test texts it is 0.33 points)
+    judged = "all" if "all" in ours["fp32"] else "test"
+    base = ours["fp32"][judged]["accuracy"]
     fast = [
-        (
-            v,
-            x[f"predict_{v}"],
-            max(_points(ours[v][n]["accuracy"], ours["fp32"][n]["accuracy"]) for n in ours[v]),
-        )
-        for v in ("bf16", "int8")
+        (v, x[f"predict_{v}"], _points(ours[v][judged]["accuracy"], base)) for v in ("bf16", "int8")
     ]
     fast_ok = any(s >= t["predict_fast"] and g <= t["predict_fast_points"] for _, s, g in fast)
     rss = [r[k]["rss_mib"] for k in ("fit-llmclf fp32", "fit-hf batch", "fit-hf book")]
@@ -280,7 +282,7 @@ def targets(r: dict[str, Any]) -> str:
         (
             "predict bf16 or int8 >= 3x within 0.5 point",
             fast_ok,
-            ", ".join(f"{v} {s:.2f}x ({g:.2f} points)" for v, s, g in fast),
+            ", ".join(f"{v} {s:.2f}x ({g:.2f} points on {judged})" for v, s, g in fast),
         ),
         (
             "fit peak memory <= transformers'",
@@ -293,6 +295,24 @@ def targets(r: dict[str, Any]) -> str:
     return "\n".join(["Targets (issue 6)", *lines])
 
 
+def _cpu_shares(r: dict[str, Any]) -> list[str]:
+    shares = {k: v["cpu_share"] for k, v in r.items() if isinstance(v, dict) and "cpu_share" in v}
+    if not shares:
+        return []
+    low = [k for k, v in shares.items() if v < LOW_CPU_SHARE]
+    lines = [
+        "",
+        "CPU share (CPU time / wall time / threads): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()),
+    ]
+    if low:
+        lines.append(
+            f"warning: {', '.join(low)} got under {LOW_CPU_SHARE:.0%} of its threads' CPU time: "
+            "other processes competed for the CPUs and its figures are too slow"
+        )
+    return lines
+
+
 def render(r: dict[str, Any]) -> str:
     sizes, peak = r["fit-llmclf fp32"]["sizes"], r["matmul"]
     out = [
@@ -303,6 +323,7 @@ def render(r: dict[str, Any]) -> str:
         *_fit_section(r),
         *_predict_section(r),
         *_fast_path_section(r),
+        *_cpu_shares(r),
         "",
         targets(r),
         "",
