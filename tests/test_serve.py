@@ -370,7 +370,12 @@ def test_several_workers_serve_the_same_model(
         assert info["model_sha256"] == model_sha256(run_dir)
         assert info["limits"]["max_batch"] == 64
         response = httpx.post(f"{url}/predict", json={"texts": TEXTS[:3]}, timeout=30)
-        assert response.json()["predictions"] == expected(classifier, TEXTS[:3])
+        got, want = response.json()["predictions"], expected(classifier, TEXTS[:3])
+        # each worker gets its share of the CPU threads, so sums may round differently
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        for g, w in zip(got, want, strict=True):
+            for label, probability in w["probabilities"].items():
+                assert g["probabilities"][label] == pytest.approx(probability, abs=1e-6)
 
 
 # ----- the Python API and the CLI, in process ------------------------------------------------
