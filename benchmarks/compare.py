@@ -42,7 +42,7 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
     common = {"threads": threads, "dataset": dataset, "backbone": backbone, "target_epochs": 5}
     run_dir = str(work / "llmclf-fp32")
     fit_epochs = 1 if (smoke or quick) else 5
-    hf_steps = 3 if smoke else 6 if quick else None  # None: one whole epoch
+    hf_steps = 3 if smoke else 7 if quick else None  # steps spread over an epoch; None: all
     predict = {
         **common,
         "run_dir": run_dir,
@@ -68,8 +68,8 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
             "precision": "auto",
             "output": str(work / "auto"),
         },
-        "fit-hf book": {**common, "padding": "book", "max_steps": hf_steps},
-        "fit-hf batch": {**common, "padding": "batch", "max_steps": hf_steps},
+        "fit-hf book": {**common, "padding": "book", "sample_steps": hf_steps},
+        "fit-hf batch": {**common, "padding": "batch", "sample_steps": hf_steps},
         "predict-llmclf": {
             **predict,
             "variants": {

@@ -78,8 +78,8 @@ def collate(token_ids: Sequence[Sequence[int]], length: int | None) -> torch.Ten
 class BookLoop:
     """The book's ``train_classifier_simple``, with llmclf's evaluation cadence.
 
-    ``max_steps`` stops early (for projections); every phase's time is recorded so that a
-    shortened run can be projected to whole epochs.
+    Every step's time is recorded, so that a run of a sample of the steps can be projected to
+    whole epochs.
     """
 
     def __init__(self, model, splits: dict, length: int | None, batch_size: int = 8) -> None:
@@ -123,13 +123,16 @@ class BookLoop:
         self.model.train()
         return loss / max(n, 1), correct / max(n, 1)
 
-    def epoch(self, epoch: int, *, eval_every: int = 50, eval_batches: int = 5, max_steps=None):
-        """One epoch; returns the number of optimizer steps taken."""
+    def epoch(
+        self, epoch: int, *, eval_every: int = 50, eval_batches: int = 5, sample=None
+    ) -> list[int]:
+        """One epoch, or only its batches numbered in ``sample`` (then without evaluations, for
+        a projection); returns the numbers of the batches trained on."""
         self.model.train()
-        step = 0
-        for x, y in self._batches("train", shuffle=True, seed=123 + epoch):
-            if max_steps is not None and step >= max_steps:
-                return step
+        done = []
+        for i, (x, y) in enumerate(self._batches("train", shuffle=True, seed=123 + epoch)):
+            if sample is not None and i not in sample:
+                continue
             start = time.perf_counter()
             self.optimizer.zero_grad()
             loss = F.cross_entropy(self.model(input_ids=x).logits, y)
@@ -137,14 +140,15 @@ class BookLoop:
             self.optimizer.step()
             self.step_times.append(time.perf_counter() - start)
             self.tokens_trained += x.numel()
-            step += 1
+            done.append(i)
             self.global_step += 1
-            if self.global_step % eval_every == 0:
+            if sample is None and self.global_step % eval_every == 0:
                 self.evaluate("train", eval_batches)
                 self.evaluate("validation", eval_batches)
-        self.evaluate("train", eval_batches)
-        self.evaluate("validation", None)
-        return step
+        if sample is None:
+            self.evaluate("train", eval_batches)
+            self.evaluate("validation", None)
+        return done
 
 
 @torch.inference_mode()

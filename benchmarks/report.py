@@ -155,7 +155,8 @@ def _fit_section(r: dict[str, Any]) -> list[str]:
             how = f"1 epoch run ({f['first_epoch_s']:.0f} s); 5 projected by tokens"
         else:
             how = (
-                f"{f['steps_run']} steps run ({f['step_s']:.2f} s a step) and 1 periodic "
+                f"{f['steps_run']} steps spread over epoch 1 run ({f['step_s']:.2f} s a step) "
+                "and 1 periodic "
                 f"evaluation ({f['periodic_eval_s']:.1f} s); 5 epochs projected by tokens"
             )
         rows.append(

@@ -180,7 +180,8 @@ def _lengths(data) -> dict[str, list[int]]:
 def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
     """transformers' GPT2ForSequenceClassification with the book's loop.
 
-    Runs the first epoch (or its first ``max_steps`` steps) and one periodic evaluation, then
+    Runs the first epoch (or ``sample_steps`` of its steps, spread evenly over it) and one
+    periodic evaluation, then
     projects ``target_epochs`` epochs by padded tokens: the time per training token of the steps
     run (the first left out: it warms up) and per evaluation token of the evaluation run, times
     the tokens of every step and evaluation of the recipe.
@@ -197,10 +198,12 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
     loop = ref.BookLoop(model, splits, fixed)
 
     start = time.perf_counter()
-    steps = loop.epoch(0, max_steps=params.get("max_steps"))
+    n_batches, k = len(plan.train[0]), params.get("sample_steps")
+    sample = None if k is None else {round(j * (n_batches - 1) / (k - 1)) for j in range(k)}
+    done = loop.epoch(0, sample=sample)
     first_epoch_s = time.perf_counter() - start
-    skip = 1 if steps > 2 else 0
-    step_rate = sum(loop.step_times[skip:]) / recipe.tokens(plan.train[0][skip:steps])
+    skip = 1 if len(done) > 2 else 0  # the first step warms up kernels and the allocator
+    step_rate = sum(loop.step_times[skip:]) / recipe.tokens(plan.train[0][i] for i in done[skip:])
     loop.eval_batch_times.clear()
     t0 = time.perf_counter()
     loop.evaluate("train", 5)
@@ -215,9 +218,9 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "padding": params["padding"],
         "pad_length": fixed,
-        "steps_run": steps,
-        "step_s": sum(loop.step_times[skip:]) / (steps - skip),
-        "first_epoch_s": first_epoch_s if params.get("max_steps") is None else None,
+        "steps_run": len(done),
+        "step_s": sum(loop.step_times[skip:]) / (len(done) - skip),
+        "first_epoch_s": first_epoch_s if sample is None else None,
         "periodic_eval_s": periodic_s,
         "fit5_s": step_rate * train_tokens + eval_rate * eval_tokens,
         "projected": True,
