@@ -308,8 +308,8 @@ def _cpu_shares(r: dict[str, Any]) -> list[str]:
     ]
     if low:
         lines.append(
-            f"warning: {', '.join(low)} got under {LOW_CPU_SHARE:.0%} of its threads' CPU time: "
-            "other processes competed for the CPUs and its figures are too slow"
+            f"warning: under {LOW_CPU_SHARE:.0%} of the threads' CPU time for {', '.join(low)}: "
+            "other processes competed for the CPUs, so those figures are too slow"
         )
     return lines
 
