@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from llmclf.training.reporting import Reporter
+
 TOPICS = {
     "billing": ["invoice", "refund", "payment", "charged", "bill", "price"],
     "account": ["password", "login", "username", "locked", "email", "reset"],
@@ -60,3 +62,16 @@ def tiny_fit_args(dataset: Path | str, output: Path, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]
+
+
+class Collect(Reporter):
+    """A reporter that keeps every training event, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, name: str, **data) -> None:
+        self.events.append((name, data))
+
+    def messages(self) -> list[str]:
+        return [d["text"] for e, d in self.events if e == "message"]

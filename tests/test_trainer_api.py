@@ -6,24 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import topic_frame, write_topic_csv
+from helpers import Collect, topic_frame, write_topic_csv
 
 import llmclf
 from llmclf import Classifier, TrainConfig, Trainer
 from llmclf.models.gpt2 import GPT2Config
 from llmclf.training import trainer as trainer_module
-from llmclf.training.reporting import Reporter
-
-
-class Collect(Reporter):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-
-    def event(self, name: str, **data) -> None:
-        self.events.append((name, data))
-
-    def messages(self) -> list[str]:
-        return [d["text"] for e, d in self.events if e == "message"]
 
 
 def tiny(tmp_path: Path, **changes) -> TrainConfig:

@@ -5,19 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import write_topic_csv
+from helpers import Collect, write_topic_csv
 
 from llmclf import TrainConfig, Trainer
 from llmclf.training.features import cache_decision
-from llmclf.training.reporting import Reporter
-
-
-class Collect(Reporter):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-
-    def event(self, name: str, **data) -> None:
-        self.events.append((name, data))
 
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
