@@ -288,3 +288,15 @@ def test_a_corrupt_parquet_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet at all")
     assert "cannot read" in _error(path)
+
+
+def test_parquet_without_an_engine_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise ImportError("Unable to find a usable engine; tried using: 'pyarrow', 'fastparquet'.")
+
+    monkeypatch.setattr(pd, "read_parquet", no_engine)
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"PAR1")
+    assert "pip install 'llmclf[parquet]'" in _error(path)

@@ -280,7 +280,9 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     try:
         return pd.read_parquet(path, columns=columns)
     except ImportError as exc:
-        raise DataError(f"reading {path} needs pyarrow; install it: pip install pyarrow") from exc
+        raise DataError(
+            f"reading {path} needs pyarrow; install it: pip install 'llmclf[parquet]'"
+        ) from exc
     except Exception as exc:  # pyarrow raises its own types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read {path} as parquet ({first}); check the file") from None
