@@ -9,6 +9,7 @@ from llmclf.errors import UsageError
 from llmclf.models.backbones import build_backbone
 from llmclf.models.classifier import POOLINGS, SequenceClassifier, pool
 from llmclf.models.gpt2 import GPT2, GPT2Config
+from llmclf.models.lora import add_lora
 
 PAD = 50256  # <|endoftext|>, the book's padding token
 
@@ -83,6 +84,30 @@ def test_last_block_at_the_pooled_position_equals_the_full_block(pooling: str) -
     x = backbone.run_blocks(backbone.embed(ids))  # every position through every block
     full = model.head(pool(backbone.ln_f(x), lengths, pooling))
     assert torch.allclose(model(ids, lengths), full, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_last_block_at_the_pooled_position_has_the_full_blocks_gradients(lora: bool) -> None:
+    torch.manual_seed(0)
+    backbone = GPT2(GPT2Config(n_layer=1, n_embd=32, n_head=4, context_length=32, vocab_size=50))
+    model = SequenceClassifier(backbone, 2, pooling="last-token")
+    if lora:  # a wrapped projection takes the general path; give the adapter a non-zero update
+        add_lora(model, r=2, alpha=4)
+        with torch.no_grad():
+            backbone.h[0].attn.c_attn.lora_B.normal_()
+    ids, lengths = torch.randint(0, 50, (4, 11)), torch.tensor([11, 2, 7, 5])
+
+    def grads(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        logits.logsumexp(-1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast = grads(model(ids, lengths))
+    hidden = backbone.ln_f(backbone.run_blocks(backbone.embed(ids)))  # every position
+    full = grads(model.head(pool(hidden, lengths, "last-token")))
+    assert fast.keys() == full.keys() and "backbone.h.0.attn.c_attn.weight" in fast
+    for name in fast:
+        assert torch.allclose(fast[name], full[name], rtol=0, atol=1e-5), name
 
 
 def test_pool_picks_the_right_vectors() -> None:

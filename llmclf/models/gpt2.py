@@ -56,9 +56,17 @@ class CausalSelfAttention(nn.Module):
         to ``pos``, but only one query is formed and projected.
         """
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        rows = torch.arange(B, device=x.device)
+        if type(self.c_attn) is nn.Linear:
+            # Project the one query row only; keys and values from the rest of the weight.
+            w, b = self.c_attn.weight, self.c_attn.bias  # (3C, C), (3C,)
+            q = F.linear(x[rows, pos], w[:C], None if b is None else b[:C])  # (B, C)
+            k, v = F.linear(x, w[C:], None if b is None else b[C:]).split(C, dim=2)
+        else:  # a wrapped projection (LoRA, int8) is applied as a whole
+            q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+            q = q[rows, pos]  # (B, C)
         hs = C // self.n_head
-        q = q[torch.arange(B, device=x.device), pos].view(B, self.n_head, 1, hs)  # (B, nh, 1, hs)
+        q = q.view(B, self.n_head, 1, hs)  # (B, nh, 1, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         seen = torch.arange(T, device=x.device) <= pos[:, None]  # (B, T): causal for that query
