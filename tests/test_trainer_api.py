@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import Collect, topic_frame, write_topic_csv
 
 import llmclf
@@ -79,3 +80,24 @@ def test_save_last_keeps_the_last_epoch(tmp_path: Path) -> None:
     manifest = json.loads((run.output_dir / "llmclf.json").read_text())
     assert manifest["epochs_completed"] == 2
     assert [row["epoch"] for row in run.history if row["kind"] == "epoch"] == [1, 2]
+
+
+def test_the_fused_optimizer_steps_like_the_plain_one() -> None:
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    plain_params = [torch.nn.Parameter(t.clone()) for t in start]
+    fused = trainer_module.make_optimizer(fused_params, lr=1e-3, weight_decay=0.1)
+    plain = torch.optim.AdamW(plain_params, lr=1e-3, weight_decay=0.1)
+    assert fused.defaults["fused"] is True
+    for step in range(5):
+        for optimizer, params in ((fused, fused_params), (plain, plain_params)):
+            optimizer.zero_grad()
+            g = torch.Generator().manual_seed(step)
+            sum((p * torch.randn(p.shape, generator=g)).sum() for p in params).backward()
+            optimizer.step()
+    for a, b in zip(fused_params, plain_params, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    # parameters with no fused kernel (here: on the meta device) get the plain optimizer
+    meta = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    assert not trainer_module.make_optimizer([meta], lr=1e-3, weight_decay=0).defaults["fused"]

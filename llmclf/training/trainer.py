@@ -24,6 +24,7 @@ from .device import autocast, resolve_device, resolve_precision
 from .distributed import DistContext
 from .features import (
     DEFAULT_BUDGET_FRACTION,
+    REDUCED_PRECISION_WIDTH_MULTIPLE,
     TrunkCache,
     available_memory_bytes,
     build_trunk_cache,
@@ -185,7 +186,7 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=ids)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         class_weights = (
             torch.tensor(data.class_weights, dtype=torch.float32, device=device)
             if data.class_weights
@@ -286,6 +287,9 @@ class Trainer:
         caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         if use:
             amp = partial(autocast, device, amp_dtype)
+            # 'last' reads the batch's last position, so its widths must stay exact
+            reduced = amp_dtype is not None and cfg.pooling != "last"
+            multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
             for name in SPLITS:
                 split: Split = getattr(data, name)
                 if len(split):
@@ -297,6 +301,7 @@ class Trainer:
                         device,
                         amp,
                         ctx=ctx,
+                        width_multiple=multiple,
                     )
         return caches, note
 
@@ -347,3 +352,22 @@ def _manifest(
             "split": data.split_ids(),
         },
     }
+
+
+def make_optimizer(
+    params: list[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel where torch has one for these parameters.
+
+    The fused step does the same arithmetic as the default one and is ~5x faster on CPU for the
+    book's recipe (7M trainable parameters: 27 -> 5 ms a step).
+    """
+    fusable = bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
+    if fusable:
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # older torch: no fused kernel for this device
+            pass
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
