@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import Collect, write_topic_csv
 
+import llmclf
 from llmclf import TrainConfig, Trainer
-from llmclf.training.features import cache_decision
+from llmclf.models.classifier import SequenceClassifier
+from llmclf.models.gpt2 import GPT2, GPT2Config
+from llmclf.training.features import build_trunk_cache, cache_decision, round_width
 
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
@@ -61,3 +66,39 @@ def test_cache_is_off_when_it_would_not_be_exact() -> None:
     assert not cache_decision(**{**common, "enabled": False}, pooling="mean", padding="pad-batch")[
         0
     ]
+
+
+@pytest.mark.parametrize("pooling", ["last-token", "mean", "first"])
+@torch.no_grad()
+def test_rounded_batch_widths_leave_the_logits_unchanged(pooling: str) -> None:
+    """Reduced precision rounds widths up to a multiple of 16; the extra positions are ignored."""
+    torch.manual_seed(0)
+    backbone = GPT2(GPT2Config(n_layer=3, n_embd=32, n_head=4, context_length=40, vocab_size=90))
+    model = SequenceClassifier(backbone, 2, pooling=pooling).eval()
+    policy = llmclf.padding.get("pad-batch")(max_length=None, context_length=40, pad_id=0)
+    g = torch.Generator().manual_seed(1)
+    texts = [torch.randint(0, 90, (n,), generator=g).tolist() for n in (5, 19, 1, 12, 33, 40)]
+    cache = build_trunk_cache(
+        model,
+        texts,
+        policy.collate,
+        2,
+        torch.device("cpu"),
+        nullcontext,
+        batch_size=4,
+        width_multiple=16,
+    )
+    for positions in ([0, 1, 2], [3, 4], [5, 2]):
+        batch = policy.collate([texts[i] for i in positions])
+        hidden = cache.assemble(positions, batch, torch.device("cpu"))
+        assert hidden.shape[1] % 16 == 0 and hidden.shape[1] > batch.input_ids.shape[1]
+        expected = model(batch.input_ids, batch.lengths)
+        got = model.forward_from(hidden, batch.lengths, 2)
+        assert torch.allclose(got, expected, rtol=0, atol=1e-5), positions
+
+
+def test_round_width_stops_at_the_context_length() -> None:
+    assert [round_width(w, 16) for w in (1, 16, 17, 33)] == [16, 16, 32, 48]
+    assert round_width(1020, 16, limit=1024) == 1024
+    assert round_width(1017, 16, limit=1020) == 1020
+    assert round_width(7, 1) == 7

@@ -23,6 +23,15 @@ from .distributed import DistContext
 
 FIXED_LENGTH_POLICIES = ("pad-dataset", "truncate-dataset")
 DEFAULT_BUDGET_FRACTION = 0.5  # of the memory available when the cache is built
+# Under bf16/fp16 autocast the CPU kernels keep a compiled primitive per input shape, so
+# memory grows with every new batch width; rounding widths up to a multiple bounds the shapes.
+REDUCED_PRECISION_WIDTH_MULTIPLE = 16
+
+
+def round_width(width: int, multiple: int, limit: int | None = None) -> int:
+    """``width`` rounded up to a multiple of ``multiple``, but never past ``limit``."""
+    rounded = -(-width // multiple) * multiple
+    return max(width, min(rounded, limit)) if limit is not None else rounded
 
 
 @dataclass
@@ -31,6 +40,7 @@ class TrunkCache:
 
     end_layer: int
     states: list[torch.Tensor]  # per text: (L_i, C)
+    width_multiple: int = 1  # assembled batches are this many positions wide, or a multiple
 
     def assemble(
         self, positions: Sequence[int], batch: Batch, device: torch.device
@@ -38,9 +48,10 @@ class TrunkCache:
         """The (B, T, C) hidden states for a collated batch: cached rows cut or zero-padded to T.
 
         Positions past a text's cached length are padding; with the exactness rule above they
-        never reach the pooled vector.
+        never reach the pooled vector. ``T`` is the batch's width rounded up to
+        ``width_multiple`` (only ever set > 1 for poolings that read real tokens).
         """
-        t = batch.input_ids.shape[1]
+        t = round_width(batch.input_ids.shape[1], self.width_multiple)
         c = self.states[0].shape[-1]
         out = torch.zeros(len(positions), t, c, dtype=self.states[0].dtype)
         for row, position in enumerate(positions):
@@ -93,11 +104,14 @@ def build_trunk_cache(
     autocast_ctx,
     batch_size: int = 32,
     ctx: DistContext | None = None,
+    width_multiple: int = 1,
 ) -> TrunkCache:
     """Run blocks ``[0, end_layer)`` once per text, in length-sorted batches.
 
     Under DistributedDataParallel each rank computes every ``world_size``-th text and the
-    shards are exchanged, so every rank ends with the whole cache.
+    shards are exchanged, so every rank ends with the whole cache. ``width_multiple`` rounds
+    the widths of these batches and of the batches the cache assembles later (see
+    `REDUCED_PRECISION_WIDTH_MULTIPLE`).
     """
     ctx = ctx or DistContext()
     was_training = model.training
@@ -109,7 +123,8 @@ def build_trunk_cache(
         chunk = order[start : start + batch_size]
         # each text as the policy would lay it out alone, then padded to the chunk's longest
         singles = [policy_collate([token_ids[i]]).input_ids[0] for i in chunk]
-        width = max(len(s) for s in singles)
+        limit = model.backbone.config.context_length
+        width = round_width(max(len(s) for s in singles), width_multiple, limit)
         ids = torch.stack(
             [
                 torch.cat([s, s.new_full((width - len(s),), int(s[-1]) if len(s) else 0)])
@@ -126,4 +141,4 @@ def build_trunk_cache(
         for rank, part in enumerate(ctx.all_gather_objects([states[i] for i in mine])):
             for index, state in zip(range(rank, len(token_ids), ctx.world_size), part, strict=True):
                 states[index] = state
-    return TrunkCache(end_layer, states)
+    return TrunkCache(end_layer, states, width_multiple)
