@@ -78,8 +78,20 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def save_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Save tensors as safetensors, atomically (contiguous CPU tensors, no shared storage)."""
-    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}  # no copies
+    """Save tensors as safetensors, atomically.
+
+    Tensors are written from their own memory (no copy of the model); only tensors that share
+    storage with one already taken (tied weights), which safetensors refuses, are cloned.
+    """
+    plain: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        t = tensor.detach().to("cpu").contiguous()
+        storage = t.untyped_storage().data_ptr()
+        if storage in seen and t.numel():
+            t = t.clone()
+        seen.add(storage)
+        plain[name] = t
     with atomic_path(path) as tmp:
         save_file(plain, str(tmp), metadata=metadata)
 
