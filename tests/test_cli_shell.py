@@ -51,9 +51,36 @@ def test_usage_error_exits_2() -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_click_usage_error_exits_2() -> None:
-    result = CliRunner().invoke(main, ["list", "nonsense"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "nonsense"], "'nonsense' is not one of"),
+        (["fit", "--lr", "abc"], "Invalid value for '--lr': 'abc' is not a valid float"),
+        (["fit", "--frobnicate"], "No such option '--frobnicate'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_with_exit_code_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args, prog_name="llmclf")
     assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert f"(see 'llmclf {args[0]} --help')" in result.stderr
+
+
+def test_an_unwritable_path_is_one_line_with_exit_code_1(tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "events.jsonl"
+    result = CliRunner().invoke(main, ["fit", "--log-json", str(missing), "--epochs", "1"])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {missing}: No such file or directory; check the path\n"
+
+
+def test_an_interrupt_is_one_line_with_exit_code_130(monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main.commands["list"], "callback", interrupted)
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == "Error: interrupted"
 
 
 def test_debug_flag_shows_the_exception() -> None:

@@ -11,9 +11,36 @@ from .. import settings
 from .._version import __version__
 from ..errors import LlmclfError
 
+# Click >= 8.2 signals "no arguments: show the help" with this usage error; 8.1 prints it itself.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 class LlmclfGroup(click.Group):
-    """Renders library errors as one line on stderr (traceback only with ``--debug``)."""
+    """Renders every error as one line on stderr (traceback only with ``--debug``).
+
+    Library errors exit with their own code (1, usage errors 2), unreadable or unwritable paths
+    with 1, Click's usage errors with 2, an interrupt with 130.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:  # a bare command: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -23,6 +50,12 @@ class LlmclfGroup(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a path the user gave that cannot be read or written
+            if ctx.meta.get("llmclf.debug") or settings.debug() or exc.filename is None:
+                raise
+            reason = exc.strerror or type(exc).__name__
+            click.echo(f"Error: {exc.filename}: {reason}; check the path", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=LlmclfGroup, context_settings={"help_option_names": ["-h", "--help"]})
