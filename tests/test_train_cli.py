@@ -171,7 +171,8 @@ def test_fit_refuses_to_overwrite_a_finished_run(topic_run: Path, tmp_path: Path
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=5)
     result = CliRunner().invoke(main, tiny_fit_args(data, topic_run))
     assert result.exit_code == 2
-    assert "already holds a run" in result.stderr
+    assert "already holds a finished run" in result.stderr and "--overwrite" in result.stderr
+    assert "--resume" not in result.stderr  # a finished run has nothing to resume
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -101,6 +102,7 @@ def fit_command(
     if log_json:
         reporters.append(JsonLinesReporter(log_json))
     reporter = MultiReporter(*reporters)
+    trainer: Trainer | None = None
     try:
         if resume:
             if config_file or any(v is not None for v in options.values()):
@@ -115,6 +117,12 @@ def fit_command(
                 fields["split"] = _parse_split(fields["split"])
             trainer = Trainer(TrainConfig.from_dict(fields), reporter=reporter)
         run = trainer.fit(overwrite=overwrite)
+    except KeyboardInterrupt:
+        if trainer is not None and (trainer.output_dir / "resume" / "state.json").is_file():
+            out = trainer.output_dir
+            click.echo(f"Error: interrupted; continue with llmclf fit --resume {out}", err=True)
+            sys.exit(130)
+        raise
     finally:
         reporter.close()
     test = run.metrics.get("test") or run.metrics.get("validation") or {}

@@ -37,8 +37,6 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 RESUME_DIR = "resume"
-RESUME_WEIGHTS = "trainable.safetensors"
-RESUME_OPTIMIZER = "optimizer.safetensors"
 RESUME_STATE = "state.json"
 
 

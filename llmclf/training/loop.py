@@ -193,6 +193,7 @@ class TrainingLoop:
             saved = cfg.save == "last" or improved
             if saved:
                 self.save_model(out, manifest)
+            self._save_progress(out, manifest)
             self._save_resume(out / ckpt.RESUME_DIR)
             self.reporter.event(
                 "epoch_end",
@@ -253,19 +254,37 @@ class TrainingLoop:
         if not self.ctx.is_main:
             return
         ckpt.save_tensors(out / ckpt.MODEL_FILE, self.model.state_dict())
+        manifest["model_epoch"] = self.epochs_completed
+        ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
+
+    def _save_progress(self, out: Path, manifest: dict[str, Any]) -> None:
+        """Record in the manifest how many epochs are done (the model may be an earlier one's)."""
+        if not self.ctx.is_main:
+            return
         manifest["epochs_completed"] = self.epochs_completed
         ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
 
     def _save_resume(self, directory: Path) -> None:
+        """Write what continuing takes; ``state.json``, written last, commits the set.
+
+        The tensor files carry the epoch in their names, so an interruption while writing them
+        leaves the previous epoch's set (which ``state.json`` still names) whole.
+        """
         if not self.ctx.is_main:
             return
-        ckpt.save_tensors(directory / ckpt.RESUME_WEIGHTS, self.trainable_state())
+        epoch = self.epochs_completed
+        files = {
+            "weights": f"trainable-{epoch}.safetensors",
+            "optimizer": f"optimizer-{epoch}.safetensors",
+        }
+        ckpt.save_tensors(directory / files["weights"], self.trainable_state())
         tensors, rest = ckpt.optimizer_to_tensors(self.optimizer.state_dict())
         tensors["rng.cpu"] = torch.get_rng_state()
-        ckpt.save_tensors(directory / ckpt.RESUME_OPTIMIZER, tensors)
+        ckpt.save_tensors(directory / files["optimizer"], tensors)
         ckpt.write_json(
             directory / ckpt.RESUME_STATE,
             {
+                "files": files,
                 "config": self.cfg.to_dict(),
                 "optimizer": rest,
                 "epochs_completed": self.epochs_completed,
@@ -276,6 +295,9 @@ class TrainingLoop:
                 "history": self.history,
             },
         )
+        for stale in directory.glob("*.safetensors"):  # earlier epochs' sets
+            if stale.name not in files.values():
+                stale.unlink(missing_ok=True)
         ckpt.write_history(directory.parent / ckpt.HISTORY_FILE, self.history)
 
     def restore(self, out: Path) -> None:
@@ -286,8 +308,9 @@ class TrainingLoop:
             saved = ckpt.load_tensors(out / ckpt.MODEL_FILE)
             names = {n for n, p in self.model.named_parameters() if p.requires_grad}
             self.best_state = {n: t for n, t in saved.items() if n in names}
-        self.load_trainable_state(ckpt.load_tensors(directory / ckpt.RESUME_WEIGHTS))
-        tensors = ckpt.load_tensors(directory / ckpt.RESUME_OPTIMIZER)
+        files = state["files"]
+        self.load_trainable_state(ckpt.load_tensors(directory / files["weights"]))
+        tensors = ckpt.load_tensors(directory / files["optimizer"])
         torch.set_rng_state(tensors.pop("rng.cpu"))
         self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, state["optimizer"]))
         self.epochs_completed = state["epochs_completed"]

@@ -101,29 +101,37 @@ class Trainer:
     def resume(cls, run_dir: str | Path, *, reporter: Reporter | None = None) -> Trainer:
         """A Trainer that continues the run in ``run_dir`` from its last completed epoch."""
         run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise UsageError(
+                f"{run_dir} does not exist; --resume takes an interrupted run's directory"
+            )
         state_file = run_dir / ckpt.RESUME_DIR / ckpt.RESUME_STATE
         manifest = run_dir / ckpt.MANIFEST_FILE
         if not state_file.is_file():
             if manifest.is_file() and ckpt.read_json(manifest).get("complete"):
                 raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
             raise CheckpointError(
-                f"{run_dir} has no completed epoch to resume from; start a new run with llmclf fit"
+                f"{run_dir} has no completed epoch to resume from; start it again with "
+                f"llmclf fit --output {run_dir} --overwrite"
             )
         config = TrainConfig.from_dict(ckpt.read_json(state_file)["config"])
         trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
         trainer._resume_dir = run_dir
         return trainer
 
+    @property
+    def output_dir(self) -> Path:
+        """Where `fit` writes the run: ``config.output``, or ``runs/<dataset>`` when unset."""
+        cfg = self.config
+        return Path(cfg.output) if cfg.output else default_output_dir(cfg.dataset)
+
     # ------------------------------------------------------------------------------------------
     def fit(self, *, overwrite: bool = False) -> Run:
         """Prepare the data, train, evaluate, and write the run directory."""
         cfg = self.config
-        out = Path(cfg.output) if cfg.output else default_output_dir(cfg.dataset)
+        out = self.output_dir
         if self._resume_dir is None and (out / ckpt.MANIFEST_FILE).exists() and not overwrite:
-            raise UsageError(
-                f"{out} already holds a run; choose another --output, pass --overwrite, "
-                f"or continue it with --resume {out}"
-            )
+            raise UsageError(_existing_run_message(out))
         ctx, device_name = distributed.setup(cfg.device)
         try:
             if not ctx.is_main:
@@ -214,6 +222,10 @@ class Trainer:
                 shutil.rmtree(out / ckpt.RESUME_DIR, ignore_errors=True)
         if resuming:
             loop.restore(out)
+            previous = ckpt.read_json(out / ckpt.MANIFEST_FILE)
+            for key in ("epochs_completed", "model_epoch"):
+                if key in previous:
+                    manifest[key] = previous[key]
         loop.run(out, manifest)
 
         # the final metrics are those of the saved model: the best by validation loss, or the last
@@ -352,6 +364,24 @@ def _manifest(
             "split": data.split_ids(),
         },
     }
+
+
+def _existing_run_message(out: Path) -> str:
+    """Why ``out`` cannot take a new run, and what to do instead."""
+    if ckpt.read_json(out / ckpt.MANIFEST_FILE).get("complete"):
+        return (
+            f"{out} already holds a finished run; choose another --output "
+            "or pass --overwrite to replace it"
+        )
+    if (out / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
+        return (
+            f"{out} holds an unfinished run; continue it with llmclf fit --resume {out}, "
+            "choose another --output, or pass --overwrite to start over"
+        )
+    return (
+        f"{out} holds a run interrupted before its first epoch ended; pass --overwrite to "
+        "start over or choose another --output"
+    )
 
 
 def make_optimizer(
