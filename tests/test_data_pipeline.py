@@ -181,7 +181,8 @@ def test_oversampling_before_splitting_is_refused(tmp_path: Path, tokenizer) -> 
     )
     train = data.report.split_class_counts["train"]
     assert train["angry"] == train["happy"] == train["neutral"] == 42
-    assert data.report.split_class_counts["test"] == {"angry": 6, "happy": 4, "neutral": 12}
+    # test keeps the real ratio 60:30:15 of its 22 rows (12.6 / 6.3 / 3.1)
+    assert data.report.split_class_counts["test"] == {"angry": 6, "happy": 3, "neutral": 13}
     assert not set(data.train.row_ids) & set(data.test.row_ids)
 
 
@@ -215,6 +216,24 @@ def test_stratified_split_partitions_and_stratifies() -> None:
     label_of = dict(zip(rows, labels, strict=True))
     assert [sum(label_of[r] == c for r in test) for c in range(3)] == [140, 40, 20]
     assert stratified_split(rows, labels, (0.7, 0.1, 0.2), seed=3) == (train, validation, test)
+
+
+@pytest.mark.parametrize(
+    ("counts", "test_counts"),
+    [((15, 15), [3, 3]), ((31, 15), [7, 3]), ((747, 747), [150, 150]), ((4827, 747), [966, 150])],
+)
+def test_rounding_does_not_tilt_the_last_split(
+    counts: tuple[int, int], test_counts: list[int]
+) -> None:
+    labels = [0] * counts[0] + [1] * counts[1]
+    rows = list(range(len(labels)))
+    test = stratified_split(rows, labels, (0.7, 0.1, 0.2), seed=123)[2]
+    assert [sum(labels[r] == c for r in test) for c in (0, 1)] == test_counts
+
+
+def test_a_split_without_training_rows_is_an_error() -> None:
+    with pytest.raises(DataError, match="the train split gets 0 of 30 rows"):
+        stratified_split(list(range(30)), [0, 1] * 15, (0.02, 0.49, 0.49), seed=1)
 
 
 def test_a_tiny_class_still_reaches_every_split() -> None:

@@ -3,6 +3,8 @@
 Split sizes follow the book: ``train = int(0.7 * n)``, ``validation = int(0.1 * n)``, test the
 rest (1,494 rows -> 1,045 / 149 / 300). Those totals are shared out over the classes in
 proportion to their sizes (largest remainder first), with every class in every non-empty split.
+The cut points are shared out cumulatively (train, then train + validation), so rounding never
+piles up in the last split: every split keeps the class ratio as closely as whole rows allow.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def stratified_split(
         members.setdefault(label, []).append(row)
     classes = sorted(members)
     counts = [len(members[c]) for c in classes]
-    needed = [1 if t > 0 else 0 for t in totals]
+    needed = [1, 1 if totals[1] > 0 else 0, 1 if totals[2] > 0 else 0]  # training always
     _check_feasible(n, totals, classes, counts, needed, names)
 
     train = _apportion(
@@ -56,12 +58,13 @@ def stratified_split(
         lower=[needed[0]] * len(counts),
         upper=[k - needed[1] - needed[2] for k in counts],
     )
-    validation = _apportion(
-        totals[1],
-        [fractions[1] * k for k in counts],
-        lower=[needed[1]] * len(counts),
-        upper=[k - t - needed[2] for k, t in zip(counts, train, strict=True)],
+    up_to_validation = _apportion(
+        totals[0] + totals[1],
+        [(fractions[0] + fractions[1]) * k for k in counts],
+        lower=[t + needed[1] for t in train],
+        upper=[k - needed[2] for k in counts],
     )
+    validation = [u - t for u, t in zip(up_to_validation, train, strict=True)]
     rng = np.random.RandomState(seed)  # RandomState: its streams never change across versions
     out: tuple[list[int], list[int], list[int]] = ([], [], [])
     for c, t, v in zip(classes, train, validation, strict=True):
