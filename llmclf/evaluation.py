@@ -22,23 +22,32 @@ def evaluate_run(
     run_dir: str | Path,
     *,
     dataset: str | None = None,
-    split: str = "test",
+    split: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
+    encoding: str | None = None,
     batch_size: int = 32,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of the model in ``run_dir``.
 
-    Without ``dataset``: the rows of ``split`` the run saved (the same rows it was scored on at
-    the end of training). With ``dataset`` (a registry name or a file): every row of it.
+    Without ``dataset``: the rows of ``split`` (default ``test``) the run saved, the same rows
+    it was scored on at the end of training. With ``dataset`` (a registry name or a file):
+    every row of it; ``text_column``, ``label_column`` and ``encoding`` describe that file
+    (they default to the run's own).
     """
+    if dataset is not None and split is not None:
+        raise UsageError(
+            "--split picks one of the run's saved splits; --dataset scores a whole "
+            "dataset; pass one of them"
+        )
+    split = split or "test"
     if split not in SPLITS:
         raise UsageError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     classifier = Classifier.load(run_dir, device=device)
     manifest = classifier.manifest
     config = TrainConfig.from_dict(manifest["config"])
-    changes = {"text_column": text_column, "label_column": label_column}
+    changes = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
     if dataset is not None:
         changes["dataset"] = dataset
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
@@ -47,6 +56,12 @@ def evaluate_run(
     labels = _label_map(classifier.labels)
     if dataset is None:
         row_ids = manifest["data"]["split"][split]
+        if not row_ids:
+            others = [name for name in SPLITS if manifest["data"]["split"][name]]
+            raise UsageError(
+                f"the run's {split} split is empty (split fractions {list(config.split)}); "
+                f"score another: --split {others[-1] if others else 'train'}, or pass --dataset"
+            )
         rows = load_split(
             spec, labels, row_ids, classifier.tokenizer, context, manifest["data"]["fingerprint"]
         )

@@ -157,6 +157,36 @@ def test_evaluate_another_dataset_whole(topic_run: Path, tmp_path: Path) -> None
     assert json.loads(result.stdout)["n"] == 15
 
 
+def test_evaluate_a_file_in_another_encoding(topic_run: Path, tmp_path: Path) -> None:
+    other = tmp_path / "latin.csv"
+    other.write_bytes(
+        "body,team\ncafé printer jam,hardware\nnaïve login reset,account\n".encode("latin-1")
+    )
+    args = ["evaluate", str(topic_run), "--dataset", str(other), "--format", "json"]
+    args += ["--text-column", "body", "--label-column", "team"]
+    assert "--encoding" in CliRunner().invoke(main, args).stderr  # utf-8 fails and says how
+    result = CliRunner().invoke(main, [*args, "--encoding", "latin-1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 2
+
+
+def test_evaluate_refuses_a_split_with_another_dataset(topic_run: Path, tmp_path: Path) -> None:
+    other = write_topic_csv(tmp_path / "other.csv", rows_per_class=5, seed=9)
+    args = ["evaluate", str(topic_run), "--dataset", str(other), "--split", "train"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "pass one of them" in result.stderr
+
+
+def test_evaluate_an_empty_split_is_an_error_not_a_score(tmp_path: Path) -> None:
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=10)
+    run = tmp_path / "r"
+    args = tiny_fit_args(data, run, "--epochs", "1", "--split", "0.7,0.3,0")
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 2
+    assert "test split is empty" in result.stderr and "--split validation" in result.stderr
+
+
 def test_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=15)
     metrics = []

@@ -15,12 +15,12 @@ import click
 @click.option(
     "--split",
     type=click.Choice(["test", "validation", "train"]),
-    default="test",
-    show_default=True,
-    help="Which saved split to score.",
+    default=None,
+    help="Which saved split to score [default: test].",
 )
-@click.option("--text-column", help="Text column of a file dataset.")
-@click.option("--label-column", help="Label column of a file dataset.")
+@click.option("--text-column", help="Text column of a --dataset file [the run's].")
+@click.option("--label-column", help="Label column of a --dataset file [the run's].")
+@click.option("--encoding", help="Encoding of a --dataset file [the run's, utf-8].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
 @click.option(
@@ -29,9 +29,10 @@ import click
 def evaluate_command(
     run: str,
     dataset: str | None,
-    split: str,
+    split: str | None,
     text_column: str | None,
     label_column: str | None,
+    encoding: str | None,
     batch_size: int,
     device: str,
     fmt: str,
@@ -45,6 +46,7 @@ def evaluate_command(
         split=split,
         text_column=text_column,
         label_column=label_column,
+        encoding=encoding,
         batch_size=batch_size,
         device=device,
     )
@@ -58,7 +60,7 @@ def evaluate_command(
 
     console = Console()
     console.print(f"[bold]{metrics['scope']}[/bold]")
-    console.print(metrics_table({split if dataset is None else "dataset": metrics}))
+    console.print(metrics_table({(split or "test") if dataset is None else "dataset": metrics}))
     per_class = Table(show_edge=False)
     for column in ("label", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
