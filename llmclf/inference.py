@@ -132,8 +132,11 @@ class Classifier:
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> torch.Tensor:
-        """Class probabilities (N, K) in input order; batches are sorted by length internally."""
-        texts = [t.strip() if isinstance(t, str) else "" for t in texts]  # as training cleaned them
+        """Class probabilities (N, K) in input order; batches are sorted by length internally.
+
+        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        """
+        texts = [t.strip() for t in _checked_texts(texts, "predict_proba")]  # as training cleaned
         token_ids = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
         out = torch.empty(len(texts), len(self.labels))
@@ -148,8 +151,11 @@ class Classifier:
     def predict(
         self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[Prediction]:
-        """One `Prediction` per text, in input order (an empty text included)."""
-        texts = list(texts)
+        """One `Prediction` per text, in input order (an empty text included).
+
+        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        """
+        texts = _checked_texts(texts, "predict")
         if not texts:
             return []
         probs = self.predict_proba(texts, batch_size)
@@ -172,6 +178,31 @@ class Classifier:
             "padding": m["padding"],
             "llmclf_version": m["llmclf_version"],
         }
+
+
+def _checked_texts(texts: Iterable[str], method: str) -> list[str]:
+    """``texts`` as a list, or a one-line `UsageError` naming what is not a text."""
+    if isinstance(texts, (str, bytes, bytearray)):  # iterating would give one text per character
+        raise UsageError(
+            f"{method} takes a list of texts, not one string; wrap it: {method}([text])"
+        )
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise UsageError(
+            f"{method} takes a list of texts, got {_a(type(texts).__name__)}; pass a list of str"
+        ) from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            what = "None" if text is None else _a(type(text).__name__)
+            raise UsageError(
+                f'texts[{i}] is {what}, not a str; pass every text as a str ("" for a missing one)'
+            )
+    return texts
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def quantize_linear_layers(

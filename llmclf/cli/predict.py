@@ -8,14 +8,30 @@ from pathlib import Path
 
 import click
 
+from ..data.readers import STDIN_FORMATS
+
 
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1)
 @click.option(
-    "--file", "file_", help="Read texts from a csv/tsv/jsonl/json/txt file, or - for stdin."
+    "--file",
+    "file_",
+    help="Read texts from a csv/tsv/jsonl/json/parquet/txt file, or - for stdin.",
 )
-@click.option("--text-column", default="text", show_default=True, help="Text column of --file.")
+@click.option(
+    "--text-column",
+    default=None,
+    help="Text column of a --file table (stdin: with --stdin-format csv/tsv/jsonl) "
+    "[default: text].",
+)
+@click.option(
+    "--stdin-format",
+    type=click.Choice(STDIN_FORMATS),
+    default=None,
+    help="How --file - reads stdin: txt (one text per line) or a csv/tsv/jsonl table "
+    "[default: txt].",
+)
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --file.")
 @click.option(
     "--format",
@@ -51,7 +67,8 @@ def predict_command(
     run: str,
     texts: tuple[str, ...],
     file_: str | None,
-    text_column: str,
+    text_column: str | None,
+    stdin_format: str | None,
     encoding: str,
     fmt: str | None,
     output: str | None,
@@ -61,7 +78,12 @@ def predict_command(
     precision: str,
     quantize: str | None,
 ) -> None:
-    """Predict labels for TEXTS, or for every row of --file."""
+    """Predict labels for TEXTS, or for every row of --file.
+
+    One output row per input row, in order. A .txt file, and stdin unless --stdin-format says
+    otherwise, hold one text per line; \\n, \\r\\n and a lone \\r each end a line, and an empty
+    line is an empty text. In a one-column csv/tsv a blank line is an empty text too.
+    """
     if texts and file_:
         raise click.UsageError("give texts as arguments or --file, not both")
     if not texts and not file_:
@@ -74,14 +96,18 @@ def predict_command(
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
         fmt = suffix if suffix in ("json", "jsonl", "csv") else "table"
-    classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
-    chunks = (
+    chunks = (  # options are checked here, before the model loads; the file is read lazily
         [list(texts)]
         if texts
         else load_texts(
-            Path(file_), text_column=text_column, encoding=encoding, chunksize=chunk_size
+            file_,
+            text_column=text_column,
+            encoding=encoding,
+            chunksize=chunk_size,
+            stdin_format=stdin_format,
         )
     )
+    classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
     with ExitStack() as stack:
         out = sys.stdout
         if output:  # written beside, renamed on success: a failed run leaves no partial file

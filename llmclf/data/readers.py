@@ -11,6 +11,7 @@ import codecs
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +35,7 @@ TABLE_FORMATS = {
 TEXT_FORMATS = {**TABLE_FORMATS, ".txt": "txt"}
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
 _DELIMITER_NAMES = {",": "commas", "\t": "tabs"}
+STDIN_FORMATS = ("txt", "csv", "tsv", "jsonl")
 
 
 def table_format(path: str | Path) -> str | None:
@@ -87,24 +89,48 @@ def read_table(
 
 def load_texts(
     path: str | Path,
-    text_column: str = "text",
+    text_column: str | None = None,
     encoding: str = "utf-8",
     chunksize: int | None = None,
+    stdin_format: str | None = None,
 ) -> Iterator[list[str]]:
-    """Yield the texts of a file in lists of at most ``chunksize`` (all at once when None).
+    """The texts of a file, read lazily in lists of at most ``chunksize`` (one list when None).
 
-    Reads csv, tsv, jsonl, json, parquet and txt (one text per line); ``"-"`` reads standard
-    input, one text per line. A missing or null text becomes ``""``: no row is ever dropped,
-    so every input row gets a prediction. An empty file yields nothing.
+    Reads csv, tsv, jsonl, json, parquet and txt by suffix, taking ``text_column`` (default
+    ``"text"``) of a table. ``"-"`` reads standard input as ``stdin_format``: ``"txt"`` (the
+    default) or a ``"csv"``, ``"tsv"`` or ``"jsonl"`` table. In txt, one line is one text and
+    ``\n``, ``\r\n`` or a lone ``\r`` ends a line, in a file as on standard input. A missing or
+    null text becomes ``""``: no row is ever dropped, so every input row gets a prediction (in a
+    one-column csv/tsv a blank line is an empty cell). An empty input yields nothing.
+
+    Options that cannot apply raise `UsageError` here, before anything is read.
     """
     if chunksize is not None and chunksize < 1:
         raise DataError(f"chunksize must be at least 1, got {chunksize}")
     check_encoding(encoding)
+    texts: Iterable[str]
     if str(path) == "-":
-        texts: Iterable[str] = _stdin_lines(encoding)
+        fmt = stdin_format or "txt"
+        if fmt not in STDIN_FORMATS:
+            raise UsageError(f"unknown stdin format {fmt!r}; use one of {', '.join(STDIN_FORMATS)}")
+        if fmt == "txt" and text_column is not None:
+            raise UsageError(
+                "--text-column needs a table, but standard input is read as plain text (one "
+                "text per line); add --stdin-format csv (or tsv, jsonl)"
+            )
+        texts = _stdin_texts(fmt, text_column or "text", encoding)
     else:
+        if stdin_format is not None:
+            raise UsageError(
+                f"--stdin-format applies to --file - (standard input); {path} is read by its suffix"
+            )
         path = _check_file(path, TEXT_FORMATS, allow_empty=True)
-        texts = _texts_of(path, TEXT_FORMATS[path.suffix.lower()], text_column, encoding)
+        kind = TEXT_FORMATS[path.suffix.lower()]
+        texts = _texts_of(path, kind, text_column or "text", encoding)
+    return _chunked(texts, chunksize)
+
+
+def _chunked(texts: Iterable[str], chunksize: int | None) -> Iterator[list[str]]:
     if chunksize is None:
         if everything := list(texts):
             yield everything
@@ -209,23 +235,32 @@ def _table_rows(
     return header, rows()
 
 
-def _csv_records(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
-    """(starting line number, fields) for every non-blank record."""
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long documents are fine
+def _csv_records(
+    path: Path, delimiter: str, encoding: str, keep_blank: bool = False
+) -> Iterator[tuple[int, list[str]]]:
+    """(starting line number, fields) for every non-blank record (blank ones too: keep_blank)."""
     with _decoding(path, encoding), open(path, encoding=encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, strict=True)
-        start = 1
-        try:
-            for row in reader:
-                if row:
-                    yield start, row
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise DataError(
-                f"{path}: cannot parse the record starting on line {start} ({exc}); put "
-                'quotes around fields that hold quotes, delimiters or newlines and double the " '
-                "inside them"
-            ) from None
+        yield from _parse_csv(f, path, delimiter, keep_blank)
+
+
+def _parse_csv(
+    lines: Iterable[str], source: Path | str, delimiter: str, keep_blank: bool
+) -> Iterator[tuple[int, list[str]]]:
+    """`_csv_records` of lines that keep their line ends (as a file opened with newline="")."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long documents are fine
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for row in reader:
+            if row or keep_blank:
+                yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(
+            f"{source}: cannot parse the record starting on line {start} ({exc}); put "
+            'quotes around fields that hold quotes, delimiters or newlines and double the " '
+            "inside them"
+        ) from None
 
 
 # ----- json / jsonl ----------------------------------------------------------------------
@@ -257,7 +292,7 @@ def _json_records(path: Path, encoding: str, kind: str) -> Iterator[dict[str, An
         yield record
 
 
-def _json_object(path: Path, number: int, line: str) -> dict[str, Any]:
+def _json_object(path: Path | str, number: int, line: str) -> dict[str, Any]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -289,60 +324,129 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 # ----- texts for prediction --------------------------------------------------------------
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_STDIN = "standard input"
+
+
 def _texts_of(path: Path, kind: str, text_column: str, encoding: str) -> Iterator[str]:
     if path.stat().st_size == 0:
         return
     if kind == "txt":
-        with _decoding(path, encoding), open(path, encoding=encoding) as f:
-            for number, line in enumerate(f, 1):
-                line = line.removesuffix("\n")
-                yield line.removeprefix("\ufeff") if number == 1 else line
+        with open(path, "rb") as f:
+            yield from _lines(_decoded(f, encoding, str(path)))
     elif kind in _DELIMITERS:
-        header, rows = _table_rows(path, _DELIMITERS[kind], encoding)
-        if header is None:  # only blank lines
-            return
-        if text_column not in header:
-            _require_text_column(path, header, text_column)
-        index = header.index(text_column)
-        for row in rows:
-            yield row[index]
+        records = _csv_records(path, _DELIMITERS[kind], encoding, keep_blank=True)
+        yield from _column(records, str(path), _DELIMITERS[kind], text_column)
     elif kind == "parquet":
         frame = _read_parquet(path)
         if text_column not in frame.columns:
             _require_text_column(path, list(frame.columns), text_column)
         yield from (as_text(v) for v in frame[text_column].tolist())
     else:
-        records = _json_records(path, encoding, kind)
-        head = list(islice(records, 100))
-        if head and not any(text_column in record for record in head):
-            _require_text_column(path, list(dict.fromkeys(k for r in head for k in r)), text_column)
-        for record in chain(head, records):
-            yield as_text(record.get(text_column))
+        yield from _record_texts(_json_records(path, encoding, kind), path, text_column)
 
 
-def _require_text_column(path: Path, found: list[str], text_column: str) -> None:
+def _stdin_texts(fmt: str, text_column: str, encoding: str) -> Iterator[str]:
+    """Standard input read as ``fmt``, with the same rules as a file of that format."""
+    stream = getattr(sys.stdin, "buffer", None)
+    # a text stream (tests, notebooks) is already decoded
+    pieces = iter(sys.stdin) if stream is None else _decoded(stream, encoding, _STDIN)
+    if fmt == "txt":
+        yield from _lines(pieces)
+    elif fmt in _DELIMITERS:
+        records = _parse_csv(_lines(pieces, keepends=True), _STDIN, _DELIMITERS[fmt], True)
+        yield from _column(records, _STDIN, _DELIMITERS[fmt], text_column)
+    else:  # jsonl
+        records = (
+            _json_object(_STDIN, number, line.removeprefix("\ufeff"))
+            for number, line in enumerate(_lines(pieces), 1)
+            if line.strip()
+        )
+        yield from _record_texts(records, _STDIN, text_column)
+
+
+def _column(
+    records: Iterator[tuple[int, list[str]]], source: str, delimiter: str, text_column: str
+) -> Iterator[str]:
+    """The ``text_column`` field of each csv/tsv record after the header.
+
+    Blank lines before the header are skipped. After it, a blank line is an empty cell in a
+    one-column file (how spreadsheets export one) and not a record in a wider file.
+    """
+    header = next((row for _, row in records if row), None)
+    if header is None:  # only blank lines
+        return
+    header[0] = header[0].removeprefix("\ufeff")
+    if text_column not in header:
+        _require_text_column(source, header, text_column)
+    index = header.index(text_column)
+    for line, row in records:
+        if not row:
+            if len(header) == 1:
+                yield ""
+            continue
+        if len(row) != len(header):
+            raise DataError(
+                f"{source}: line {line} has {len(row)} fields but the header has "
+                f"{len(header)}; quote fields that contain {_DELIMITER_NAMES[delimiter]}"
+            )
+        yield row[index]
+
+
+def _record_texts(
+    records: Iterator[dict[str, Any]], source: Path | str, text_column: str
+) -> Iterator[str]:
+    """``text_column`` of each JSON record; an error if none of the first 100 has it."""
+    head = list(islice(records, 100))
+    if head and not any(text_column in record for record in head):
+        _require_text_column(source, list(dict.fromkeys(k for r in head for k in r)), text_column)
+    for record in chain(head, records):
+        yield as_text(record.get(text_column))
+
+
+def _require_text_column(source: Path | str, found: list[str], text_column: str) -> None:
     shown = ", ".join(repr(c) for c in found[:20]) or "(none)"
     raise DataError(
-        f"{path} has no column {text_column!r} (set --text-column); columns found: {shown}"
+        f"{source} has no column {text_column!r} (set --text-column); columns found: {shown}"
     )
 
 
-def _stdin_lines(encoding: str) -> Iterator[str]:
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None:  # a text stream (tests, notebooks): already decoded
-        for line in sys.stdin:
-            yield line.removesuffix("\n").removesuffix("\r")
-        return
+def _decoded(raw_lines: Iterable[bytes], encoding: str, source: str) -> Iterator[str]:
+    """Bytes decoded piece by piece; bytes not in ``encoding`` are a DataError naming the line."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    for number, raw in enumerate(stream, 1):
-        try:
-            line = decoder.decode(raw)
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"standard input: line {number} is not valid {encoding} ({exc.reason}); "
-                "pass its encoding with --encoding, e.g. --encoding latin-1"
-            ) from None
-        yield line.removesuffix("\n").removesuffix("\r")
+    number = 0
+    try:
+        for raw in raw_lines:
+            number += 1
+            yield decoder.decode(raw)
+        yield decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{source}: line {number} is not valid {encoding} ({exc.reason}); pass its "
+            "encoding with --encoding, e.g. --encoding latin-1"
+        ) from None
+
+
+def _lines(pieces: Iterable[str], keepends: bool = False) -> Iterator[str]:
+    """The lines of a text that arrives in pieces, a leading BOM dropped.
+
+    ``\n``, ``\r\n`` and a lone ``\r`` each end a line (Python's universal newlines); text
+    after the last line end is a last line. With ``keepends`` each line keeps its end, as
+    csv.reader wants.
+    """
+    pending, at_start = "", True
+    for piece in pieces:
+        pending += piece
+        if at_start and pending:
+            pending, at_start = pending.removeprefix("\ufeff"), False
+        end = len(pending) - pending.endswith("\r")  # a last \r may be half of a \r\n
+        start = 0
+        for match in _LINE_END.finditer(pending, 0, end):
+            yield pending[start : match.end() if keepends else match.start()]
+            start = match.end()
+        pending = pending[start:]
+    if pending:
+        yield pending if keepends else pending.removesuffix("\r")
 
 
 def as_text(value: object) -> str:
