@@ -39,11 +39,18 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; files get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
@@ -55,17 +62,21 @@ def atomic_write_text(dest: Path, text: str) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"))
 
 
-def missing_asset_error(what: str, url: str, dest: Path, reason: str) -> AssetError:
-    return AssetError(
-        f"cannot get {what} ({reason}); download {url} and put it at {dest}, or pass a local path"
-    )
+def missing_asset_error(
+    what: str, url: str, dest: Path, reason: str, alternative: str = ""
+) -> AssetError:
+    suffix = f", {alternative}" if alternative else ""
+    return AssetError(f"cannot get {what} ({reason}); download {url} and put it at {dest}{suffix}")
 
 
-def download(url: str, dest: Path, *, what: str, sha256: str | None = None) -> Path:
+def download(
+    url: str, dest: Path, *, what: str, sha256: str | None = None, alternative: str = ""
+) -> Path:
     """Download ``url`` to ``dest`` (atomically, with a progress bar) unless already there.
 
     An existing ``dest`` is trusted when its hash matches (or no hash is pinned). Raises
-    `AssetError` offline, on a network failure, or on a hash mismatch.
+    `AssetError` offline, on a network failure, or on a hash mismatch; ``alternative`` ends the
+    message when the caller offers another way (e.g. "or pass --weights PATH").
     """
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
@@ -76,7 +87,7 @@ def download(url: str, dest: Path, *, what: str, sha256: str | None = None) -> P
             f"it again from {url}"
         )
     if settings.offline():
-        raise missing_asset_error(what, url, dest, "LLMCLF_OFFLINE is set")
+        raise missing_asset_error(what, url, dest, "LLMCLF_OFFLINE is set", alternative)
     try:
         with atomic_path(dest) as tmp:
             _fetch(url, tmp, what)
@@ -87,7 +98,7 @@ def download(url: str, dest: Path, *, what: str, sha256: str | None = None) -> P
     except AssetError:
         raise
     except (OSError, ValueError) as exc:  # URLError is an OSError
-        raise missing_asset_error(what, url, dest, f"download failed: {exc}") from exc
+        raise missing_asset_error(what, url, dest, f"download failed: {exc}", alternative) from exc
     return dest
 
 

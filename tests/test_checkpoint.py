@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import torch
 
+from llmclf.assets import atomic_write_text
 from llmclf.training.checkpoint import load_tensors, save_tensors
 
 
@@ -34,3 +37,12 @@ def test_untied_weights_are_written_without_a_copy(tmp_path: Path, monkeypatch) 
     save_tensors(tmp_path / "m.safetensors", weights)
     assert clones == []
     assert torch.equal(load_tensors(tmp_path / "m.safetensors")["a"], weights["a"])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "llmclf.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "llmclf.json").stat().st_mode) == 0o644

@@ -98,8 +98,11 @@ def test_tiny_has_no_pretrained_weights() -> None:
 
 
 def test_a_bad_weights_argument_says_what_is_accepted(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"'random', 'pretrained' or a path.*'pretrianed'"):
+    accepted = "no such file or directory; pass 'random', 'pretrained' or the path"
+    with pytest.raises(UsageError, match=f"weights 'pretrianed': {accepted}"):
         build_backbone("gpt2-tiny", "pretrianed")
+    with pytest.raises(UsageError, match=accepted):
+        build_backbone("gpt2-tiny", str(tmp_path / "nope" / "model.safetensors"))
 
 
 @pytest.mark.parametrize("as_directory", [False, True])
@@ -125,6 +128,7 @@ def test_offline_pretrained_without_a_file_names_the_url_and_the_path(
     assert url in str(info.value)
     assert str(dest) in str(info.value)
     assert "LLMCLF_OFFLINE" in str(info.value)
+    assert str(info.value).endswith("or pass a local model.safetensors with --weights PATH")
     assert not dest.exists()
 
 

@@ -127,8 +127,8 @@ def build_gpt2(
         path = Path(weights).expanduser()
         if not path.exists():
             raise UsageError(
-                f"backbone weights must be 'random', 'pretrained' or a path to a "
-                f"model.safetensors file (or a directory holding one); {str(weights)!r} is none"
+                f"weights {str(weights)!r}: no such file or directory; pass 'random', "
+                "'pretrained' or the path of a model.safetensors file (or of its directory)"
             )
     load_hf_weights(model, path)
     return model

@@ -177,7 +177,13 @@ def resolve_pretrained(name: str, url: str, *, sha256: str | None = None) -> Pat
     cached = find_in_hf_cache(url)
     if cached is not None:
         return cached
-    return assets.download(url, dest, what=f"{name} pretrained weights", sha256=sha256)
+    return assets.download(
+        url,
+        dest,
+        what=f"{name} pretrained weights",
+        sha256=sha256,
+        alternative="or pass a local model.safetensors with --weights PATH",
+    )
 
 
 def hf_hub_cache() -> Path:
