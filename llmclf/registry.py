@@ -139,7 +139,8 @@ class Registry(Generic[T]):
 
     def _unknown(self, name: str) -> UnknownNameError:
         known = sorted(self._entries)
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        by_lower = {k.lower(): k for k in known}
+        close = [by_lower[c] for c in difflib.get_close_matches(str(name).lower(), by_lower, n=1)]
         hint = f"; did you mean {close[0]!r}?" if close else ";"
         return UnknownNameError(
             f"unknown {self.kind} {name!r}{hint} known: {', '.join(known) or '(none)'}"

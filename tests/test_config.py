@@ -36,6 +36,13 @@ def test_toml_file(tmp_path: Path) -> None:
     assert (c.dataset, c.batch_size, c.split) == ("tickets", 4, (0.6, 0.2, 0.2))
 
 
+def test_a_config_file_of_another_format_says_which_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: tickets\n")
+    with pytest.raises(ConfigError, match=r"must be JSON \(.json\) or TOML \(.toml\), not .yaml"):
+        TrainConfig.from_file(path)
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

@@ -56,6 +56,8 @@ def test_unknown_name_suggests_closest_and_lists_known(registry: Registry) -> No
     message = str(info.value)
     assert "unknown backbone 'gpt2-smal'; did you mean 'gpt2-small'?" in message
     assert "known: gpt2-large, gpt2-medium, gpt2-small" in message
+    with pytest.raises(UnknownNameError, match="did you mean 'gpt2-small'"):
+        registry.get("GPT2-Small")  # case is a typo too
 
 
 def test_unknown_name_without_close_match_has_no_suggestion(registry: Registry) -> None:

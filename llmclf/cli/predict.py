@@ -38,7 +38,7 @@ from ..data.readers import STDIN_FORMATS
     "fmt",
     type=click.Choice(["table", "json", "jsonl", "csv"]),
     default=None,
-    help="Output format [table on a terminal, else by --output's suffix].",
+    help="Output format [by --output's suffix (.json, .jsonl, .csv), else table].",
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="Write predictions to this file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)

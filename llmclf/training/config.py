@@ -181,6 +181,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing JSON or TOML file")
+    if path.suffix not in ("", ".json", ".toml"):
+        raise ConfigError(
+            f"config file {path} must be JSON (.json) or TOML (.toml), not {path.suffix}"
+        )
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
