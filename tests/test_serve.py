@@ -471,3 +471,14 @@ def test_cli_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert result.output.strip() == (
         "Error: llmclf serve needs fastapi, not installed here; run: pip install 'llmclf[serve]'"
     )
+
+
+def test_cli_port_in_use_is_one_line_before_loading(run_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", str(run_dir), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port} (")
+    assert result.stderr.endswith("pick another --port or stop what is using it\n")

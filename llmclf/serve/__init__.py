@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,6 +105,7 @@ def serve(config: ServeConfig) -> None:
     require_extra()
     import uvicorn
 
+    check_port_free(config.host, config.port)
     if config.workers == 1:
         app = create_app(
             config.run,
@@ -125,6 +127,22 @@ def serve(config: ServeConfig) -> None:
     )
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail with one line, before the model loads, when ``host:port`` cannot be listened on."""
+    if port == 0:  # any free port
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LlmclfError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port "
+                "or stop what is using it"
+            ) from None
+
+
 def check_run_dir(run: str | Path) -> None:
     """Fail early, with one line, when ``run`` cannot be a complete run directory."""
     from ..training import checkpoint as ckpt
@@ -139,4 +157,11 @@ def check_run_dir(run: str | Path) -> None:
             raise CheckpointError(f"{run / name} is missing; is {run} a complete llmclf run?")
 
 
-__all__ = ["ServeConfig", "check_run_dir", "create_app", "require_extra", "serve"]
+__all__ = [
+    "ServeConfig",
+    "check_port_free",
+    "check_run_dir",
+    "create_app",
+    "require_extra",
+    "serve",
+]
