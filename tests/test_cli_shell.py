@@ -92,3 +92,11 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from llmclf.cli import main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_commands_own_exit_code_is_kept(monkeypatch) -> None:
+    def exits_3(*args, **kwargs):
+        click.get_current_context().exit(3)
+
+    monkeypatch.setattr(main.commands["list"], "callback", exits_3)
+    assert CliRunner().invoke(main, ["list"]).exit_code == 3

@@ -23,9 +23,9 @@ class LlmclfGroup(click.Group):
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
+        kwargs["standalone_mode"] = False  # so the errors below reach us
         try:
-            return super().main(*args, **kwargs)
+            result = super().main(*args, **kwargs)
         except _NO_ARGS_IS_HELP as exc:  # a bare command: its help
             exc.show()
             sys.exit(exc.exit_code)
@@ -41,6 +41,8 @@ class LlmclfGroup(click.Group):
             sys.exit(130)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        # as in standalone mode: exit with ctx.exit()'s code (Click returns it), else 0
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
