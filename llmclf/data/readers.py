@@ -69,7 +69,8 @@ def read_table(
         frame = frame[[text_column, label_column]]
         return frame.set_axis(["text", "label"], axis=1).reset_index(drop=True)
     if kind in _DELIMITERS:
-        header, rows = _table_rows(path, _DELIMITERS[kind], encoding)
+        delimiter = _DELIMITERS[kind]
+        header, rows = _table_rows(_csv_records(path, delimiter, encoding), path, delimiter)
         if header is None:
             raise DataError(f"{path} is empty; add a header and rows to it")
         _require_columns(path, header, text_column, label_column)
@@ -213,21 +214,28 @@ def _first_undecodable_line(path: Path, encoding: str) -> int | None:
 
 # ----- csv / tsv -------------------------------------------------------------------------
 def _table_rows(
-    path: Path, delimiter: str, encoding: str
+    records: Iterator[tuple[int, list[str]]], source: Path | str, delimiter: str
 ) -> tuple[list[str] | None, Iterator[list[str]]]:
-    """The header (None for a file of blank lines) and the rows, each as wide as the header."""
-    records = _csv_records(path, delimiter, encoding)
-    first = next(records, None)
-    if first is None:
+    """The header (None when there are only blank lines) and the rows, each as wide as it.
+
+    Blank lines before the header are skipped. A blank record after it (`_csv_records` passes
+    them only with ``keep_blank``) is an empty cell in a one-column table, as spreadsheets
+    export one, and not a record in a wider one.
+    """
+    header = next((row for _, row in records if row), None)
+    if header is None:
         return None, iter(())
-    _, header = first
     header[0] = header[0].removeprefix("\ufeff")
 
     def rows() -> Iterator[list[str]]:
         for line, row in records:
+            if not row:
+                if len(header) == 1:
+                    yield [""]
+                continue
             if len(row) != len(header):
                 raise DataError(
-                    f"{path}: line {line} has {len(row)} fields but the header has "
+                    f"{source}: line {line} has {len(row)} fields but the header has "
                     f"{len(header)}; quote fields that contain {_DELIMITER_NAMES[delimiter]}"
                 )
             yield row
@@ -368,28 +376,14 @@ def _stdin_texts(fmt: str, text_column: str, encoding: str) -> Iterator[str]:
 def _column(
     records: Iterator[tuple[int, list[str]]], source: str, delimiter: str, text_column: str
 ) -> Iterator[str]:
-    """The ``text_column`` field of each csv/tsv record after the header.
-
-    Blank lines before the header are skipped. After it, a blank line is an empty cell in a
-    one-column file (how spreadsheets export one) and not a record in a wider file.
-    """
-    header = next((row for _, row in records if row), None)
+    """The ``text_column`` field of each csv/tsv record after the header (see `_table_rows`)."""
+    header, rows = _table_rows(records, source, delimiter)
     if header is None:  # only blank lines
         return
-    header[0] = header[0].removeprefix("\ufeff")
     if text_column not in header:
         _require_text_column(source, header, text_column)
     index = header.index(text_column)
-    for line, row in records:
-        if not row:
-            if len(header) == 1:
-                yield ""
-            continue
-        if len(row) != len(header):
-            raise DataError(
-                f"{source}: line {line} has {len(row)} fields but the header has "
-                f"{len(header)}; quote fields that contain {_DELIMITER_NAMES[delimiter]}"
-            )
+    for row in rows:
         yield row[index]
 
 
