@@ -136,7 +136,10 @@ class Classifier:
 
         Raises `UsageError` for one string instead of a list, or for an item that is not a str.
         """
-        texts = [t.strip() for t in _checked_texts(texts, "predict_proba")]  # as training cleaned
+        return self._probabilities(_checked_texts(texts, "predict_proba"), batch_size)
+
+    def _probabilities(self, texts: list[str], batch_size: int) -> torch.Tensor:
+        texts = [t.strip() for t in texts]  # as training cleaned them
         token_ids = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
         out = torch.empty(len(texts), len(self.labels))
@@ -158,7 +161,7 @@ class Classifier:
         texts = _checked_texts(texts, "predict")
         if not texts:
             return []
-        probs = self.predict_proba(texts, batch_size)
+        probs = self._probabilities(texts, batch_size)  # texts are checked already
         predictions = []
         for row in probs.tolist():
             best = max(range(len(row)), key=row.__getitem__)
