@@ -6,7 +6,10 @@ import random
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from click.testing import CliRunner
 
+from llmclf import TrainConfig
 from llmclf.training.reporting import Reporter
 
 TOPICS = {
@@ -62,6 +65,41 @@ def tiny_fit_args(dataset: Path | str, output: Path, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]
+
+
+def tiny_config(dataset: Path | str, output: Path | None = None, **changes) -> TrainConfig:
+    """The Python-API twin of `tiny_fit_args`: a few-second gpt2-tiny config."""
+    fields = {
+        "dataset": str(dataset),
+        "backbone": "gpt2-tiny",
+        "weights": "random",
+        "trainable": "all",
+        "balance": "none",
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "output": None if output is None else str(output),
+    }
+    return TrainConfig(**{**fields, **changes})
+
+
+def fit_tiny_run(root: Path, rows_per_class: int, *extra: str) -> Path:
+    """A trained 3-class run in ``root/run``, fitted through the CLI, for module fixtures.
+
+    Module fixtures run outside the per-test offline fixture, so this sets it up itself.
+    """
+    from conftest import SHARED_DATA
+
+    from llmclf.cli import main
+
+    data = write_topic_csv(root / "tickets.csv", rows_per_class=rows_per_class)
+    run = root / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
+        mp.setenv("LLMCLF_OFFLINE", "1")
+        result = CliRunner().invoke(main, tiny_fit_args(data, run, *extra))
+    assert result.exit_code == 0, result.output
+    return run
 
 
 class Collect(Reporter):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import tiny_fit_args, write_topic_csv
+from helpers import fit_tiny_run
 
 from llmclf import Classifier
 from llmclf.cli import main
@@ -19,17 +19,7 @@ from llmclf.errors import DataError, UsageError
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny trained 3-class run (a few seconds), shared by this module."""
-    from conftest import SHARED_DATA
-
-    root = tmp_path_factory.mktemp("predict-inputs")
-    data = write_topic_csv(root / "tickets.csv", rows_per_class=10)
-    run_dir = root / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
-        mp.setenv("LLMCLF_OFFLINE", "1")
-        result = CliRunner().invoke(main, tiny_fit_args(data, run_dir, "--epochs", "1"))
-    assert result.exit_code == 0, result.output
-    return run_dir
+    return fit_tiny_run(tmp_path_factory.mktemp("predict-inputs"), 10, "--epochs", "1")
 
 
 @pytest.fixture(scope="module")

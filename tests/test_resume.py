@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import tiny_fit_args, write_topic_csv
+from helpers import tiny_config, tiny_fit_args, write_topic_csv
 from safetensors.torch import load_file
 
-from llmclf import TrainConfig, Trainer
+from llmclf import Trainer
 from llmclf.cli import main
 from llmclf.training import checkpoint
 
@@ -75,17 +75,7 @@ def test_an_interrupted_resume_save_resumes_from_the_epoch_before(
 ) -> None:
     """Dying after epoch 2's tensors are written but before its state.json commits them."""
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
-    config = TrainConfig(
-        dataset=str(data),
-        backbone="gpt2-tiny",
-        weights="random",
-        trainable="all",
-        balance="none",
-        epochs=3,
-        batch_size=8,
-        lr=1e-3,
-        save="last",
-    )
+    config = tiny_config(data, epochs=3, batch_size=8, save="last")
     write_json = checkpoint.write_json
 
     def dies_on_epoch_2(path: Path, obj: dict) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from helpers import topic_frame
+from helpers import tiny_config, topic_frame
 
 import llmclf
 from llmclf import Classifier, Prediction
@@ -46,17 +46,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("serve")
     data = root / "tickets.csv"
     topic_frame().to_csv(data, index=False)
-    config = llmclf.TrainConfig(
-        dataset=str(data),
-        backbone="gpt2-tiny",
-        weights="random",
-        trainable="all",
-        balance="none",
-        epochs=1,
-        batch_size=16,
-        lr=1e-3,
-        output=str(root / "run"),
-    )
+    config = tiny_config(data, root / "run", epochs=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
         mp.setenv("LLMCLF_OFFLINE", "1")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import tiny_fit_args, write_topic_csv
+from helpers import fit_tiny_run, tiny_fit_args, write_topic_csv
 
 from llmclf import Classifier
 from llmclf.cli import main
@@ -29,17 +29,7 @@ RUN_FILES = {
 @pytest.fixture(scope="module")
 def topic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One trained 3-class run, shared by the tests of this module."""
-    from conftest import SHARED_DATA
-
-    root = tmp_path_factory.mktemp("topic")
-    data = write_topic_csv(root / "tickets.csv", rows_per_class=60)
-    run = root / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
-        mp.setenv("LLMCLF_OFFLINE", "1")
-        result = CliRunner().invoke(main, tiny_fit_args(data, run, "--epochs", "6"))
-    assert result.exit_code == 0, result.output
-    return run
+    return fit_tiny_run(tmp_path_factory.mktemp("topic"), 60, "--epochs", "6")
 
 
 def test_run_directory_holds_exactly_the_documented_files(topic_run: Path) -> None:

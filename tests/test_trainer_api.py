@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import Collect, topic_frame, write_topic_csv
+from helpers import Collect, tiny_config, topic_frame, write_topic_csv
 
 import llmclf
 from llmclf import Classifier, TrainConfig, Trainer
@@ -16,17 +16,9 @@ from llmclf.training import trainer as trainer_module
 
 
 def tiny(tmp_path: Path, **changes) -> TrainConfig:
-    fields = {
-        "dataset": str(write_topic_csv(tmp_path / "d.csv", rows_per_class=20)),
-        "backbone": "gpt2-tiny",
-        "weights": "random",
-        "balance": "none",
-        "epochs": 1,
-        "batch_size": 8,
-        "lr": 1e-3,
-        "output": str(tmp_path / "run"),
-    }
-    return TrainConfig(**{**fields, **changes})
+    data = changes.pop("dataset", None) or write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
+    fields = {"trainable": "last-block", "epochs": 1, "batch_size": 8}
+    return tiny_config(data, tmp_path / "run", **{**fields, **changes})
 
 
 def test_python_registered_dataset_and_plain_function_backbone(tmp_path: Path) -> None:

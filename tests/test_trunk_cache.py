@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import Collect, write_topic_csv
+from helpers import Collect, tiny_config, write_topic_csv
 
 import llmclf
-from llmclf import TrainConfig, Trainer
+from llmclf import Trainer
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.training.features import build_trunk_cache, cache_decision, round_width
@@ -18,18 +18,8 @@ from llmclf.training.features import build_trunk_cache, cache_decision, round_wi
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=25)
-    config = TrainConfig(
-        dataset=str(data),
-        backbone="gpt2-tiny",
-        weights="random",
-        balance="none",
-        epochs=2,
-        batch_size=8,
-        lr=1e-3,
-        eval_every=5,
-        output=str(tmp_path / name),
-        trainable="last-block",
-        **changes,
+    config = tiny_config(
+        data, tmp_path / name, batch_size=8, eval_every=5, trainable="last-block", **changes
     )
     reporter = Collect()
     run = Trainer(config, reporter=reporter).fit()
