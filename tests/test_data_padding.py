@@ -9,18 +9,27 @@ import torch
 
 import llmclf
 from llmclf.data.loaders import batch_positions, batches, num_batches
-from llmclf.data.padding import Batch, PaddingPolicy, get_policy, policy_from_state
+from llmclf.data.padding import (
+    Batch,
+    PaddingPolicy,
+    check_combination,
+    combination_problem,
+    get_policy,
+    policy_from_state,
+)
 from llmclf.errors import ConfigError, UsageError
+from llmclf.models.classifier import POOLINGS
 
 PAD = 50256
 CONTEXT = 16
 TEXTS = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 11]]  # lengths 3, 1, 5, 2
 LABELS = [0, 1, 1, 0]
 POLICIES = ["pad-batch", "pad-dataset", "truncate-batch", "truncate-dataset"]
+NEEDS_MAX_LENGTH = {"truncate-dataset": 4}
 
 
 def make(name: str, max_length: int | None = None, context: int = CONTEXT) -> PaddingPolicy:
-    policy = get_policy(name, max_length, context, PAD)
+    policy = get_policy(name, max_length or NEEDS_MAX_LENGTH.get(name), context, PAD)
     policy.fit([len(t) for t in TEXTS])
     return policy
 
@@ -45,7 +54,7 @@ def test_every_builtin_policy_is_registered() -> None:
 
 @pytest.mark.parametrize(
     ("name", "width"),
-    [("pad-batch", 5), ("pad-dataset", 5), ("truncate-batch", 1), ("truncate-dataset", 1)],
+    [("pad-batch", 5), ("pad-dataset", 5), ("truncate-batch", 1), ("truncate-dataset", 4)],
 )
 def test_batch_width_and_contents(name: str, width: int) -> None:
     batch = make(name).collate(TEXTS, LABELS)
@@ -68,20 +77,70 @@ def test_pad_dataset_pads_every_batch_to_the_longest_training_text() -> None:
     assert longer.input_ids.tolist() == [list(range(5))] and longer.lengths.tolist() == [5]
 
 
-@pytest.mark.parametrize("name", ["truncate-batch", "truncate-dataset"])
-def test_truncate_policies_never_pad(name: str) -> None:
-    policy = make(name)
+def test_truncate_batch_cuts_each_batch_to_its_shortest_text() -> None:
+    policy = make("truncate-batch")
     for group in ([[1, 2, 3], [4, 5, 6, 7]], TEXTS, [[9] * 12, [8] * 7]):
         batch = policy.collate(group)
+        assert batch.input_ids.shape[1] == min(map(len, group))
         assert (batch.lengths == batch.input_ids.shape[1]).all()
         assert PAD not in batch.input_ids.tolist()[0]
 
 
-def test_truncate_dataset_cuts_to_the_shortest_training_text() -> None:
-    policy = get_policy("truncate-dataset", None, CONTEXT, PAD)
-    policy.fit([4, 6, 9])
-    assert policy.collate([[1] * 10, [2] * 5]).input_ids.shape == (2, 4)
-    assert policy.collate([[1] * 10, [2] * 3]).input_ids.shape == (2, 3)  # never pads
+def test_truncate_dataset_cuts_and_pads_every_text_to_max_length() -> None:
+    policy = get_policy("truncate-dataset", 4, CONTEXT, PAD)
+    policy.fit([1, 6, 9])  # learns nothing: the width is max_length
+    assert policy.keep() == 4 and policy.fixed_width
+    batch = policy.collate([[1] * 10, [2] * 3])
+    assert batch.input_ids.tolist() == [[1] * 4, [2] * 3 + [PAD]]
+    assert batch.lengths.tolist() == [4, 3]
+
+
+def test_truncate_dataset_needs_max_length() -> None:
+    with pytest.raises(ConfigError, match="pass --max-length N"):
+        get_policy("truncate-dataset", None, CONTEXT, PAD).fit([4, 6, 9])
+    with pytest.raises(ConfigError, match="pass --max-length N"):
+        check_combination("truncate-dataset", "last-token", None)
+
+
+def test_a_truncate_dataset_run_saved_by_an_earlier_llmclf_still_loads() -> None:
+    """It learned the shortest training text and cut each batch to it or shorter."""
+    state = {"name": "truncate-dataset", "max_length": None, "length": 3}
+    policy = policy_from_state(state, CONTEXT, PAD)
+    assert policy.batch_dependent and not policy.fixed_width
+    assert policy.collate([[1] * 10, [2] * 2]).input_ids.shape == (2, 2)
+    assert combination_problem(policy, "last-token") is not None
+
+
+@pytest.mark.parametrize("name", ["pad-batch", "pad-dataset", "truncate-dataset"])
+def test_a_text_is_laid_out_the_same_alone_and_in_any_batch(name: str) -> None:
+    policy = make(name)
+    for i, ids in enumerate(TEXTS):
+        alone = policy.collate([ids])
+        n = alone.lengths.item()
+        for group in (TEXTS, TEXTS[::-1], [ids, [7], list(range(40))]):
+            batch = policy.collate(group)
+            row = [g is ids for g in group].index(True)
+            assert batch.lengths[row].item() == n, (name, i)
+            assert batch.input_ids[row, :n].tolist() == alone.input_ids[0, :n].tolist()
+            if policy.fixed_width:  # `last` pooling reads position T - 1: same T everywhere
+                assert batch.input_ids.shape[1] == alone.input_ids.shape[1]
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("name", POLICIES)
+def test_combinations_that_would_depend_on_the_batch_are_refused(name: str, pooling: str) -> None:
+    refused = name == "truncate-batch" or (pooling == "last" and name == "pad-batch")
+    if not refused:
+        check_combination(name, pooling, 8)
+        return
+    with pytest.raises(ConfigError) as error:
+        check_combination(name, pooling, 8)
+    message = str(error.value)
+    assert "\n" not in message and "depend" in message
+    if pooling == "last" and name == "pad-batch":  # both fixes are named
+        assert "--padding pad-dataset" in message and "--pooling last-token" in message
+    else:
+        assert "--padding pad-batch" in message
 
 
 @pytest.mark.parametrize("name", POLICIES)

@@ -21,7 +21,12 @@ FIT_OPTIONS: list[tuple[str, Any, str]] = [
     ),
     ("split", str, "Train/validation/test fractions, e.g. 0.7,0.1,0.2."),
     ("dedupe/--no-dedupe", None, "Drop duplicate texts before splitting [no]."),
-    ("padding", str, "Padding policy: pad-batch, pad-dataset, truncate-batch, truncate-dataset."),
+    (
+        "padding",
+        str,
+        "Padding policy: pad-batch (per batch) [default], pad-dataset (pad to the longest "
+        "training text, the book's), truncate-dataset (cut and pad to --max-length).",
+    ),
     ("max-length", int, "Cap on tokens per text (never above the context length)."),
     ("bucket/--no-bucket", None, "Length-bucketed training batches [no]."),
     ("backbone", str, "Backbone: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny."),

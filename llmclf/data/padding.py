@@ -1,15 +1,26 @@
 """Padding policies: how texts of different lengths become one ``(B, T)`` tensor.
 
-Every policy pads on the right with ``pad_id`` and never goes past ``cap``, the smaller of
-``max_length`` and the backbone's context length. Policies are registered in ``llmclf.padding``
-as classes (or factories) called as ``policy(max_length, context_length, pad_id)``:
+A policy is two rules: how many tokens of each text it keeps (`PaddingPolicy.keep`, never past
+``cap``, the smaller of ``max_length`` and the backbone's context length), and how wide a batch
+is (`PaddingPolicy.length_for`). Texts are right-padded with ``pad_id``. Policies are registered
+in ``llmclf.padding`` as classes (or factories) called as
+``policy(max_length, context_length, pad_id)``:
 
-- ``pad-batch``: pad each batch to its longest text (the default; with causal attention and
-  last-real-token pooling, the result equals padding to any longer length).
-- ``pad-dataset``: pad every text to the longest training text (the book's).
-- ``truncate-batch``: cut each batch to its shortest text; never pads.
-- ``truncate-dataset``: cut every text to the shortest training text; never pads, so a batch
-  holding a text shorter than that is cut to it.
+- ``pad-batch``: keep up to ``cap`` tokens; pad each batch to its longest text (the default;
+  with causal attention and last-real-token pooling, the result equals padding to any length).
+- ``pad-dataset``: keep up to the longest training text's length and pad every text to it (the
+  book's; a fixed width, so ``last`` pooling reads the same position for every text). Longer
+  texts at predict time are cut to it, and every prediction says so.
+- ``truncate-dataset``: keep up to ``max_length`` tokens and pad every text to ``max_length``
+  (the book's ``--context_length N``; a fixed width). Needs ``max_length``.
+- ``truncate-batch``: cut each batch to its shortest text. A text's prediction then depends on
+  the other texts in its batch, so training refuses it; it stays registered so that runs saved
+  with it still load (`Classifier` then predicts their texts one at a time).
+
+Because attention is causal and padding is on the right, a text's prediction under
+``last-token``, ``first`` or ``mean`` pooling depends only on the tokens kept, never on its
+batch. ``last`` pooling reads position ``T - 1``, so it is independent of the batch only when
+the width is fixed (`PaddingPolicy.fixed_width`); `check_combination` refuses the rest.
 
 An empty text is encoded as one pad token with length 1, so it still gets a prediction.
 """
@@ -35,10 +46,13 @@ class Batch(NamedTuple):
 
 
 class PaddingPolicy:
-    """Base class: subclasses choose the batch length ``T`` in `length_for`."""
+    """Base class: subclasses choose how many tokens a text keeps (`keep`) and the batch
+    width ``T`` (`length_for`)."""
 
     name = "padding-policy"
     learns_length = False  # True when fit() learns a dataset-wide length
+    fixed_width = False  # True when every batch is `length` wide, whatever texts it holds
+    batch_dependent = False  # True when a text's kept tokens depend on the other texts
 
     def __init__(self, max_length: int | None, context_length: int, pad_id: int) -> None:
         if isinstance(context_length, bool) or not isinstance(context_length, int):
@@ -58,8 +72,12 @@ class PaddingPolicy:
     def fit(self, train_lengths: Sequence[int]) -> None:
         """Learn from the training texts' token counts (dataset-wide policies only)."""
 
+    def keep(self) -> int:
+        """The most tokens of one text this policy keeps (the rest of a longer text is cut)."""
+        return self.cap
+
     def length_for(self, lengths: list[int]) -> int:
-        """The batch length ``T`` for texts of ``lengths`` (each already within the cap, >= 1)."""
+        """The batch length ``T`` for texts of ``lengths`` (each already within `keep`, >= 1)."""
         raise NotImplementedError
 
     def collate(
@@ -68,7 +86,8 @@ class PaddingPolicy:
         """Cut and right-pad ``token_ids`` into a `Batch`."""
         import torch
 
-        rows = [list(ids[: self.cap]) or [self.pad_id] for ids in token_ids]
+        keep = self.keep()
+        rows = [list(ids[:keep]) or [self.pad_id] for ids in token_ids]
         if not rows:
             raise UsageError("collate needs at least one text")
         t = self.length_for([len(r) for r in rows])
@@ -115,13 +134,17 @@ class PadBatch(PaddingPolicy):
 
 @padding.register("pad-dataset")
 class PadDataset(PaddingPolicy):
-    """Pad every text to the longest training text (the book's)."""
+    """Pad every text to the longest training text (the book's); longer texts are cut to it."""
 
     name = "pad-dataset"
     learns_length = True
+    fixed_width = True
 
     def fit(self, train_lengths: Sequence[int]) -> None:
         self.length = min(max((max(n, 1) for n in train_lengths), default=1), self.cap)
+
+    def keep(self) -> int:
+        return self._learned()
 
     def length_for(self, lengths: list[int]) -> int:
         return self._learned()
@@ -129,9 +152,10 @@ class PadDataset(PaddingPolicy):
 
 @padding.register("truncate-batch")
 class TruncateBatch(PaddingPolicy):
-    """Cut each batch to its shortest text; never pads."""
+    """Cut each batch to its shortest text (depends on the batch: training refuses it)."""
 
     name = "truncate-batch"
+    batch_dependent = True
 
     def length_for(self, lengths: list[int]) -> int:
         return min(lengths)
@@ -139,16 +163,70 @@ class TruncateBatch(PaddingPolicy):
 
 @padding.register("truncate-dataset")
 class TruncateDataset(PaddingPolicy):
-    """Cut every text to the shortest training text; never pads."""
+    """Cut every text to --max-length tokens and pad it to that width (the book's)."""
 
     name = "truncate-dataset"
-    learns_length = True
+    fixed_width = True
+
+    def __init__(self, max_length: int | None, context_length: int, pad_id: int) -> None:
+        super().__init__(max_length, context_length, pad_id)
+        self.length = None if max_length is None else self.cap
 
     def fit(self, train_lengths: Sequence[int]) -> None:
-        self.length = min(min((max(n, 1) for n in train_lengths), default=1), self.cap)
+        if self.max_length is None:
+            raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH)
+
+    def keep(self) -> int:
+        return self._learned()
 
     def length_for(self, lengths: list[int]) -> int:
-        return min(self._learned(), *lengths)
+        if self.batch_dependent:  # a run saved by an earlier llmclf
+            return min(self._learned(), *lengths)
+        return self._learned()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if self.max_length is None and self.length is not None:
+            # Saved by an llmclf that learned the shortest training text and never padded:
+            # predictions depended on the batch, so `Classifier` predicts one text at a time.
+            self.fixed_width = False
+            self.batch_dependent = True
+
+
+TRUNCATE_DATASET_NEEDS_MAX_LENGTH = (
+    "padding truncate-dataset cuts every text to --max-length tokens and pads it to that "
+    "width; pass --max-length N (e.g. 256), or use --padding pad-batch"
+)
+
+
+def combination_problem(policy: type[PaddingPolicy] | PaddingPolicy, pooling: str) -> str | None:
+    """Why ``policy`` with ``pooling`` would make a text's prediction depend on its batch, or
+    None when every text is predicted the same alone or in any batch."""
+    name = getattr(policy, "name", type(policy).__name__)
+    if getattr(policy, "batch_dependent", False):
+        return (
+            f"padding {name} cuts each text to the shortest text in its batch, so a text's "
+            "prediction would depend on the other texts; use --padding pad-batch (optionally "
+            "with --max-length N), or --padding truncate-dataset --max-length N"
+        )
+    if pooling == "last" and not getattr(policy, "fixed_width", False):
+        return (
+            f"pooling last reads the batch's last position, which with padding {name} is "
+            "padding whose amount depends on the other texts in the batch; use --padding "
+            "pad-dataset (or truncate-dataset --max-length N), or --pooling last-token"
+        )
+    return None
+
+
+def check_combination(name: str, pooling: str, max_length: int | None) -> None:
+    """Refuse, with one line naming the fix, a padding policy and pooling that would make
+    predictions depend on their batch (or truncate-dataset without a max_length)."""
+    policy = padding.get(name)
+    if isinstance(policy, type) and issubclass(policy, TruncateDataset) and max_length is None:
+        raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH)
+    problem = combination_problem(policy, pooling)
+    if problem:
+        raise ConfigError(problem)
 
 
 def get_policy(

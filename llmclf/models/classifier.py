@@ -4,7 +4,8 @@ As in the book (and torchtune's ``classifier_model``), the 50,257-way language-m
 replaced by ``nn.Linear(C, num_classes)`` on one vector per text. Which vector is the pooling:
 
 - ``last``: position T-1 of the padded batch (the book's; under right padding this may be a
-  padding token, so a text's logits depend on how much it was padded);
+  padding token, so a text's logits depend on how much it was padded: training allows it only
+  with a fixed-width padding policy, ``pad-dataset`` or ``truncate-dataset``);
 - ``last-token``: each text's last real token, from ``lengths`` (the default). With causal
   attention this is exact under any right padding, which is what per-batch padding relies on;
 - ``first``: position 0 (under causal attention it has seen only the first token);

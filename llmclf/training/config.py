@@ -38,7 +38,9 @@ class TrainConfig:
             training split, so validation and test keep the real class ratio.
         split: train / validation / test fractions.
         dedupe: drop duplicate texts before splitting.
-        padding: padding policy: pad-batch, pad-dataset, truncate-batch, truncate-dataset.
+        padding: padding policy: pad-batch, pad-dataset, truncate-dataset (needs
+            max_length). `Trainer.fit` refuses one that would make a prediction depend on
+            its batch (truncate-batch, or ``last`` pooling without a fixed width).
         max_length: cap on tokens per text (never above the backbone's context length).
         bucket: length-bucketed training batches.
         backbone: backbone name, e.g. gpt2-small.

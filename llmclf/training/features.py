@@ -6,7 +6,7 @@ text and `batch_logits` trains the top of the model on it. Because attention is 
 a token's state never depends on what follows it, so the cached states of real tokens are the
 same whatever padding or truncation a batch later applies: the cache is exact for every pooling
 that reads real tokens only (``last-token``, ``first``, ``mean``), and for ``last`` when every
-text is padded to one fixed length (``pad-dataset``).
+text is padded to one fixed length (``pad-dataset``, ``truncate-dataset``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..data.padding import check_combination
 from ..data.pipeline import DataSpec, PreparedData, Split, prepare_data
 from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
@@ -129,6 +130,7 @@ class Trainer:
     def fit(self, *, overwrite: bool = False) -> Run:
         """Prepare the data, train, evaluate, and write the run directory."""
         cfg = self.config
+        check_combination(cfg.padding, cfg.pooling, cfg.max_length)  # before any data work
         out = self.output_dir
         if self._resume_dir is None and (out / ckpt.MANIFEST_FILE).exists() and not overwrite:
             raise UsageError(_existing_run_message(out))
