@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,6 +118,7 @@ class Split:
     labels: list[int]  # label ids
     token_ids: list[list[int]]  # truncated to min(max_length, context_length)
     row_ids: list[int]
+    token_counts: list[int] = field(default_factory=list)  # per text, before any cut
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -318,6 +319,7 @@ def _encode(
         labels=[label_ids[r] for r in row_ids],
         token_ids=[ids[:cap] for ids in encoded],
         row_ids=list(row_ids),
+        token_counts=[len(ids) for ids in encoded],
     )
     return split, truncated
 
@@ -342,7 +344,7 @@ def _report(
         return {"min": int(n.min()), "mean": round(float(n.mean()), 2), "max": int(n.max())}
 
     weights = balanced.class_weights
-    return DataReport(
+    report = DataReport(
         dataset=spec.dataset,
         rows_read=cleaned.rows_read,
         dropped=dict(cleaned.dropped),
@@ -362,3 +364,5 @@ def _report(
             {name: float(weights[i]) for i, name in enumerate(labels.names)} if weights else None
         ),
     )
+    report.record_cuts(cap, {name: s.token_counts for name, (s, _) in splits.items()})
+    return report

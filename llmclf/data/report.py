@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+MOST = 0.5  # a padding policy that cuts more than this share of training texts is warned about
 
 
 @dataclass
@@ -25,10 +28,49 @@ class DataReport:
     predefined_splits: bool  # the dataset came with its own train / validation / test
     split_sizes: dict[str, int]
     split_class_counts: dict[str, dict[str, int]]
-    max_tokens: int  # texts longer than this many tokens were truncated to it
-    truncated: dict[str, int]  # split -> texts truncated
+    max_tokens: int  # tokens kept per text: the cap, then the padding policy's (see record_cuts)
+    truncated: dict[str, int]  # split -> texts cut to max_tokens
     token_lengths: dict[str, dict[str, float]] = field(default_factory=dict)  # min/mean/max
     class_weights: dict[str, float] | None = None
+    tokens_dropped: dict[str, int] = field(default_factory=dict)  # split -> tokens cut off
+    padding: str | None = None  # the padding policy that set max_tokens, once it is known
+    batch_width: int | None = None  # every batch's width under a fixed-width policy
+    cut_warning: str | None = None  # set when the cut takes most training texts
+
+    def record_cuts(
+        self,
+        max_tokens: int,
+        token_counts: Mapping[str, Sequence[int]],
+        padding: str | None = None,
+        batch_width: int | None = None,
+    ) -> str | None:
+        """Count, per split, the texts and tokens cut by keeping ``max_tokens`` tokens a text.
+
+        ``token_counts`` are each split's token counts before any cut. The Trainer calls this
+        again once the padding policy has learned its length, so the report shows the length
+        training really used. Returns (and keeps) a warning when most training texts are cut.
+        """
+        self.max_tokens = max_tokens
+        self.padding = padding
+        self.batch_width = batch_width
+        self.truncated = {s: sum(n > max_tokens for n in c) for s, c in token_counts.items()}
+        self.tokens_dropped = {
+            s: sum(max(0, n - max_tokens) for n in c) for s, c in token_counts.items()
+        }
+        train = token_counts.get("train", ())
+        cut, total = self.truncated.get("train", 0), sum(train)
+        self.cut_warning = None
+        if not train or cut <= MOST * len(train):
+            return None
+        lost = self.tokens_dropped["train"] / max(total, 1)
+        by = f"padding {padding}" if padding else "the token cap"
+        warning = (
+            f"{by} cuts {cut:,} of {len(train):,} training texts ({cut / len(train):.0%}) to "
+            f"{max_tokens:,} tokens, dropping {lost:.0%} of their tokens; raise --max-length "
+            "or use --padding pad-batch"
+        )
+        self.cut_warning = warning
+        return warning
 
     @property
     def rows_dropped(self) -> int:
@@ -54,8 +96,15 @@ class DataReport:
         scope = "predefined splits" if self.predefined_splits else f"scope {self.balance_scope}"
         summary.add_row("balance", f"{self.balance} ({scope})")
         summary.add_row("split", " / ".join(f"{k} {v:,}" for k, v in self.split_sizes.items()))
-        total_truncated = sum(self.truncated.values())
-        summary.add_row("truncated", f"{total_truncated:,} texts to {self.max_tokens:,} tokens")
+        used = f"{self.max_tokens:,}" + (f" ({self.padding})" if self.padding else "")
+        if self.batch_width is not None:
+            used += f", every batch {self.batch_width:,} wide"
+        summary.add_row("tokens used per text", f"at most {used}")
+        for split, count in self.truncated.items():
+            dropped = self.tokens_dropped.get(split, 0)
+            summary.add_row(f"cut: {split}", f"{count:,} texts, {dropped:,} tokens")
+        if self.cut_warning:
+            summary.add_row("[bold red]warning[/]", self.cut_warning)
         for split, stats in self.token_lengths.items():
             if stats:
                 summary.add_row(

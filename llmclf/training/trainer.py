@@ -170,6 +170,7 @@ class Trainer:
                 )
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         policy.fit([len(ids) for ids in data.train.token_ids])
+        self._report_cuts(data, policy)
 
         if backbone is None:
             backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
@@ -260,6 +261,18 @@ class Trainer:
         return Run(out, cfg, loop.history, metrics)
 
     # ------------------------------------------------------------------------------------------
+    def _report_cuts(self, data: PreparedData, policy: Any) -> None:
+        """Put the length the fitted policy keeps, and what each split loses to it, in the
+        data report; warn when it cuts most training texts."""
+        warning = data.report.record_cuts(
+            policy.keep(),
+            {name: getattr(data, name).token_counts for name in SPLITS},
+            self.config.padding,
+            policy.length if policy.fixed_width else None,
+        )
+        if warning:
+            self.reporter.event("message", text=f"warning: {warning}")
+
     def _build_caches(
         self,
         model: SequenceClassifier,
