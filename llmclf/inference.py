@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .data.padding import policy_from_state
+from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import AssetError, CheckpointError, UsageError
 from .models.classifier import SequenceClassifier
@@ -24,14 +25,29 @@ DEFAULT_BATCH_SIZE = 32
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's prediction: the label, its probability, and every label's probability."""
+    """One text's prediction: the label, its probability, every label's probability, and how
+    many of the text's tokens the model read (``tokens_used``) and cut off (``tokens_dropped``:
+    past the run's `Classifier.max_tokens`)."""
 
     label: str
     score: float
     probabilities: dict[str, float]
+    tokens_used: int = 0
+    tokens_dropped: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text was longer than the model reads, so its end was cut off."""
+        return self.tokens_dropped > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
+        return {
+            "label": self.label,
+            "score": self.score,
+            "probabilities": self.probabilities,
+            "tokens_used": self.tokens_used,
+            "tokens_dropped": self.tokens_dropped,
+        }
 
 
 class Classifier:
@@ -54,6 +70,9 @@ class Classifier:
         self.manifest = manifest
         self.device = device
         self.amp_dtype = amp_dtype
+        # Runs saved before llmclf refused batch-dependent padding: predict one text at a time,
+        # so a text's prediction never depends on the others (see `batch_dependence`).
+        self.one_at_a_time = self.batch_dependence() is not None
 
     @classmethod
     def load(
@@ -118,7 +137,7 @@ class Classifier:
         context = backbone.config.context_length
         policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
         model.to(dev)
-        return cls(
+        classifier = cls(
             model,
             tokenizer,
             policy,
@@ -127,6 +146,24 @@ class Classifier:
             dev,
             resolve_precision(precision, dev),
         )
+        if problem := classifier.batch_dependence():
+            warnings.warn(
+                f"{run_dir} was trained when llmclf allowed this: {problem}. Its texts are "
+                "predicted one at a time (slower; evaluate may differ from metrics.json); "
+                "retrain it to predict in batches",
+                stacklevel=2,
+            )
+        return classifier
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of one text the model reads; the rest of a longer text is cut."""
+        return self.policy.keep()
+
+    def batch_dependence(self) -> str | None:
+        """Why this run's padding and pooling would make a prediction depend on its batch
+        (only runs saved by an earlier llmclf), or None."""
+        return combination_problem(self.policy, self.model.pooling)
 
     # ------------------------------------------------------------------------------------------
     def predict_proba(
@@ -136,13 +173,18 @@ class Classifier:
 
         Raises `UsageError` for one string instead of a list, or for an item that is not a str.
         """
-        return self._probabilities(_checked_texts(texts, "predict_proba"), batch_size)
+        texts = _checked_texts(texts, "predict_proba")
+        return self._probabilities(self._encode(texts), batch_size)
 
-    def _probabilities(self, texts: list[str], batch_size: int) -> torch.Tensor:
-        texts = [t.strip() for t in texts]  # as training cleaned them
-        token_ids = self.tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
-        out = torch.empty(len(texts), len(self.labels))
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer.encode_batch([t.strip() for t in texts])  # as training cleaned them
+
+    def _probabilities(self, token_ids: list[list[int]], batch_size: int) -> torch.Tensor:
+        """Probabilities (N, K); a text's row never depends on the other texts."""
+        if self.one_at_a_time:
+            batch_size = 1
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        out = torch.empty(len(token_ids), len(self.labels))
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
@@ -161,12 +203,21 @@ class Classifier:
         texts = _checked_texts(texts, "predict")
         if not texts:
             return []
-        probs = self._probabilities(texts, batch_size)  # texts are checked already
+        token_ids = self._encode(texts)  # texts are checked already
+        probs = self._probabilities(token_ids, batch_size)
+        keep = self.max_tokens
         predictions = []
-        for row in probs.tolist():
+        for row, ids in zip(probs.tolist(), token_ids, strict=True):
             best = max(range(len(row)), key=row.__getitem__)
+            used = min(len(ids), keep)
             predictions.append(
-                Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True)))
+                Prediction(
+                    self.labels[best],
+                    row[best],
+                    dict(zip(self.labels, row, strict=True)),
+                    tokens_used=used,
+                    tokens_dropped=len(ids) - used,
+                )
             )
         return predictions
 
@@ -216,8 +267,6 @@ def quantize_linear_layers(
         raise UsageError(f"quantize: only 'int8' is supported, got {scheme!r}")
     if device.type != "cpu":
         raise UsageError("quantize: int8 dynamic quantisation runs on CPU; add --device cpu")
-    import warnings
-
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():  # torch marks the eager API deprecated in favour of torchao
