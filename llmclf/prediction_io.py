@@ -18,9 +18,11 @@ class PredictionWriter:
     def __init__(self, out: IO[str], fmt: str, labels: tuple[str, ...]) -> None:
         self.out, self.fmt, self.labels = out, fmt, labels
         self.rows = 0
+        self.truncated = 0  # texts longer than the model reads, cut to their first tokens
         self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if self._csv:
-            self._csv.writerow(["text", "label", "score", *[f"p_{name}" for name in labels]])
+            probs = [f"p_{name}" for name in labels]
+            self._csv.writerow(["text", "label", "score", *probs, "tokens_used", "tokens_dropped"])
         if fmt == "json":
             out.write("[")
 
@@ -34,12 +36,22 @@ class PredictionWriter:
             )
         elif self._csv:
             probs = [f"{prediction.probabilities[name]:.6f}" for name in self.labels]
-            self._csv.writerow([text, prediction.label, f"{prediction.score:.6f}", *probs])
+            self._csv.writerow(
+                [
+                    text,
+                    prediction.label,
+                    f"{prediction.score:.6f}",
+                    *probs,
+                    prediction.tokens_used,
+                    prediction.tokens_dropped,
+                ]
+            )
         else:  # table: one aligned line per text
             shown = text.replace("\n", " ")
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             self.out.write(f"{prediction.label:<12} {prediction.score:6.3f}  {shown}\n")
         self.rows += 1
+        self.truncated += prediction.truncated
 
     def close(self) -> None:
         if self.fmt == "json":
@@ -61,3 +73,11 @@ def predict_chunks(
             writer.write(text, prediction)
     writer.close()
     return read
+
+
+def cut_summary(truncated: int, max_tokens: int) -> str:
+    """How many texts were cut to the model's ``max_tokens``, for predict's closing line."""
+    if not truncated:
+        return f"no text was cut (the model reads up to {max_tokens:,} tokens)"
+    texts = "1 text was" if truncated == 1 else f"{truncated:,} texts were"
+    return f"{texts} cut to the first {max_tokens:,} tokens"

@@ -91,7 +91,7 @@ def predict_command(
     from ..assets import atomic_path
     from ..data.pipeline import load_texts
     from ..inference import Classifier
-    from ..prediction_io import PredictionWriter, predict_chunks
+    from ..prediction_io import PredictionWriter, cut_summary, predict_chunks
 
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
@@ -116,6 +116,8 @@ def predict_command(
         writer = PredictionWriter(out, fmt, classifier.labels)
         read = predict_chunks(classifier, chunks, writer, batch_size)
     click.echo(
-        f"read {read} rows, wrote {writer.rows} predictions" + (f" to {output}" if output else ""),
+        f"read {read} rows, wrote {writer.rows} predictions"
+        + (f" to {output}" if output else "")
+        + f"; {cut_summary(writer.truncated, classifier.max_tokens)}",
         err=True,
     )

@@ -5,7 +5,8 @@ Endpoints
 ``GET /``          a small HTML page: paste a text, see its label and probabilities
 ``GET /health``    ``{"status": "ok"}`` once the model is loaded
 ``GET /info``      labels, backbone, pooling, versions, the model's sha256 and the limits
-``POST /predict``  ``{"texts": [...]}`` -> ``{"predictions": [{label, score, probabilities}]}``
+``POST /predict``  ``{"texts": [...]}`` -> ``{"predictions": [{label, score, probabilities,
+                   tokens_used, tokens_dropped}]}``
 ``GET /docs``      the OpenAPI page (schema at ``/openapi.json``)
 
 Errors are JSON ``{"detail": "one line"}``: 422 for malformed JSON or wrong types (with the
@@ -65,6 +66,10 @@ class PredictionOut(BaseModel):
     label: str = Field(description="The most probable label.")
     score: float = Field(description="The probability of that label.")
     probabilities: dict[str, float] = Field(description="Every label's probability.")
+    tokens_used: int = Field(description="Tokens of the text the model read.")
+    tokens_dropped: int = Field(
+        description="Tokens cut off the end of a text longer than the model reads (0: none)."
+    )
 
 
 class PredictResponse(BaseModel):
