@@ -182,7 +182,7 @@ def test_a_trained_run_predicts_the_same_through_python_cli_and_http(
 def test_fit_refuses_a_batch_dependent_combination_before_reading_data(tmp_path: Path) -> None:
     missing = tmp_path / "not-there.csv"
     for extra, expected in (
-        (["--padding", "truncate-batch"], "padding truncate-batch cuts each text"),
+        (["--padding", "truncate-batch"], "padding truncate-batch cuts a text to a length set"),
         (["--pooling", "last"], "--padding pad-dataset"),
         (["--padding", "truncate-dataset"], "pass --max-length N"),
     ):

@@ -205,9 +205,9 @@ def combination_problem(policy: type[PaddingPolicy] | PaddingPolicy, pooling: st
     name = getattr(policy, "name", type(policy).__name__)
     if getattr(policy, "batch_dependent", False):
         return (
-            f"padding {name} cuts each text to the shortest text in its batch, so a text's "
-            "prediction would depend on the other texts; use --padding pad-batch (optionally "
-            "with --max-length N), or --padding truncate-dataset --max-length N"
+            f"padding {name} cuts a text to a length set by the other texts in its batch, so "
+            "its prediction would depend on them; use --padding pad-batch (optionally with "
+            "--max-length N), or --padding truncate-dataset --max-length N"
         )
     if pooling == "last" and not getattr(policy, "fixed_width", False):
         return (
