@@ -4,6 +4,7 @@ directory is always one whole run, whatever interrupts a fit."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from helpers import tiny_fit_args, topic_frame, write_topic_csv
 
 from llmclf import Classifier, TrainConfig, Trainer
 from llmclf.cli import main
+from llmclf.training import rundir
 from llmclf.training.loop import TrainingLoop
 from llmclf.training.rundir import repeat_command
 
@@ -39,6 +41,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     }
 
 
+REPLACE = os.replace
 SAVE_RESUME, OPTIMIZER_STEP = TrainingLoop._save_resume, TrainingLoop._optimizer_step
 
 
@@ -182,6 +185,37 @@ def test_an_overwrite_stopped_in_its_first_epoch_leaves_the_previous_run(
     assert resumed.exit_code == 1
     assert "still holds the previous run; start it again with llmclf fit" in resumed.stderr
     assert "--seed 7" in resumed.stderr
+
+
+def test_an_overwrite_killed_while_moving_in_is_finished_by_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    three = write_topic_csv(tmp_path / "three.csv", rows_per_class=10)
+    two = tmp_path / "two.csv"
+    topics = {"billing": ["invoice", "refund", "bill"], "account": ["password", "login", "reset"]}
+    topic_frame(10, topics=topics).to_csv(two, index=False)
+    run = tmp_path / "run"
+    assert _fit(*tiny_fit_args(three, run, "--epochs", "1")).exit_code == 0
+    moves = []
+
+    def dies_on_the_third_move(src, dst) -> None:
+        if Path(src).parent.name == rundir.STAGING_DIR and Path(dst).parent == run:
+            moves.append(src)
+            if len(moves) == 3:
+                raise KeyboardInterrupt
+        REPLACE(src, dst)
+
+    monkeypatch.setattr(rundir.os, "replace", dies_on_the_third_move)
+    assert _fit(*tiny_fit_args(two, run, "--epochs", "1"), "--overwrite").exit_code != 0
+    monkeypatch.setattr(rundir.os, "replace", REPLACE)
+    assert not (run / "llmclf.json").exists()  # neither the old run nor a mix of two
+    refused = _fit(*tiny_fit_args(two, run, "--epochs", "1"))
+    assert refused.exit_code == 2 and f"llmclf fit --resume {run}" in refused.stderr
+
+    finished = _fit("fit", "--resume", str(run))
+    assert finished.exit_code == 2 and "finished run" in finished.stderr
+    assert {p.name for p in run.iterdir()} == RUN_FILES
+    assert Classifier.load(run).labels == ("account", "billing")
 
 
 # ----- 6. a run stopped in its first epoch is started again with its own config ---------------

@@ -18,7 +18,7 @@ llmclf made (``resume/``, ``.llmclf-overwrite/``) is removed only once it is emp
 ``--overwrite`` trains the new run in ``RUN/.llmclf-overwrite/``; RUN stays the old run, whole
 and loadable, until the new one has finished. Then `promote` deletes the old manifest, moves
 the new files over the old ones (removing old files the new run does not have) and moves the new
-manifest in last.
+manifest in last; if that is cut short, `Trainer.resume` (``fit --resume RUN``) finishes it.
 """
 
 from __future__ import annotations
@@ -100,19 +100,30 @@ def promote(staging: Path, out: Path) -> None:
     """Replace the run in ``out`` with the finished run in ``staging``.
 
     The old manifest goes first and the new one comes last, so ``out`` never passes for the old
-    run with new files in it: a process killed in between (a few renames) leaves ``out`` without
-    a manifest, and ``fit --overwrite`` takes it again.
+    run with new files in it. A process killed in between (a few renames) leaves ``out`` without
+    a manifest and the rest of the new run in ``staging``; calling this again finishes the move.
     """
-    _unlink(out / ckpt.MANIFEST_FILE)
-    remove_resume_files(out)
-    _remove_temporary_files(out, RUN_FILES)
-    for name in RUN_FILES:
+    if (out / ckpt.MANIFEST_FILE).exists():  # not started: clear what the new run will not replace
+        for name in RUN_FILES:
+            if not (staging / name).is_file():  # e.g. curves.png, without matplotlib
+                _unlink(out / name)
+        remove_resume_files(out)
+        _remove_temporary_files(out, RUN_FILES)
+        _unlink(out / ckpt.MANIFEST_FILE)
+    for name in RUN_FILES:  # the manifest last
         if (staging / name).is_file():
             os.replace(staging / name, out / name)
-        else:  # e.g. no curves.png without matplotlib: the old run's must not stay
-            _unlink(out / name)
     remove_run_files(staging)
     _rmdir_if_empty(staging)
+
+
+def finished_staging(out: Path) -> Path | None:
+    """``out``'s staging dir when it holds a finished run that was not moved in yet."""
+    staging = out / STAGING_DIR
+    if not has_manifest(staging):
+        return None
+    manifest = json.loads((staging / ckpt.MANIFEST_FILE).read_text(encoding="utf-8"))
+    return staging if manifest.get("complete") else None
 
 
 def repeat_command(config: TrainConfig, out: Path) -> str:

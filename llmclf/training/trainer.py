@@ -410,6 +410,9 @@ def _resumable_dir(run_dir: Path) -> Path:
     An interrupted ``--overwrite`` (in ``run_dir``'s staging dir) is the newer run, so it wins.
     """
     staging = run_dir / rundir.STAGING_DIR
+    if finished := rundir.finished_staging(run_dir):  # killed while it was being moved in
+        rundir.promote(finished, run_dir)
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
     for work in (staging, run_dir):
         if (work / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
             return work
@@ -439,8 +442,8 @@ def _existing_run_message(out: Path) -> str:
     """Why ``out`` cannot take a new run, and what to do instead."""
     if not rundir.has_manifest(out):
         return (
-            f"{out} holds a run that an interrupted --overwrite was replacing; pass --overwrite "
-            "to start over or choose another --output"
+            f"{out} holds a run that was being moved in when llmclf stopped; finish that with "
+            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite"
         )
     if (out / rundir.STAGING_DIR / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
         return (
