@@ -39,9 +39,11 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; files get the usual mode
     try:
         yield tmp_path
+        # mkstemp makes the file private, and a writer may re-create it (safetensors does):
+        # set the usual mode on whatever is there now, just before it takes dest's place
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -46,3 +46,13 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "llmclf.json").stat().st_mode) == 0o644
+
+
+def test_model_weights_get_the_usual_permissions(tmp_path: Path) -> None:
+    """safetensors re-creates the file it writes; the mode must still follow the umask."""
+    old = os.umask(0o022)
+    try:
+        save_tensors(tmp_path / "model.safetensors", {"w": torch.ones(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644

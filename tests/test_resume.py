@@ -111,9 +111,18 @@ def test_a_run_interrupted_before_its_first_epoch_can_be_started_over(tmp_path: 
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=10)
     run = tmp_path / "r"
     run.mkdir()
-    (run / "llmclf.json").write_text(json.dumps({"complete": False, "epochs_completed": 0}))
+    manifest = {
+        "schema_version": checkpoint.SCHEMA_VERSION,
+        "complete": False,
+        "epochs_completed": 0,
+        "config": tiny_config(data, run, epochs=1).to_dict(),
+    }
+    (run / "llmclf.json").write_text(json.dumps(manifest))
     resumed = CliRunner().invoke(main, ["fit", "--resume", str(run)])
-    assert resumed.exit_code == 1 and "--overwrite" in resumed.stderr
+    assert resumed.exit_code == 1
+    assert "start it again with llmclf fit --dataset" in resumed.stderr
+    assert "--epochs 1" in resumed.stderr
+    assert resumed.stderr.endswith(f"--output {run} --overwrite\n")
     again = CliRunner().invoke(main, tiny_fit_args(data, run, "--epochs", "1"))
     assert again.exit_code == 2
     assert "interrupted before its first epoch ended; pass --overwrite" in again.stderr

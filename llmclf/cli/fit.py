@@ -82,7 +82,11 @@ def _add_fit_options(command: Any) -> Any:
     type=click.Path(file_okay=False),
     help="Continue the interrupted run in this directory from its last epoch.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a finished run in --output.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the llmclf run in --output (kept whole until the new one has finished).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the result.")
 @click.option(
     "--log-json",
@@ -123,9 +127,9 @@ def fit_command(
             trainer = Trainer(TrainConfig.from_dict(fields), reporter=reporter)
         run = trainer.fit(overwrite=overwrite)
     except KeyboardInterrupt:
-        if trainer is not None and (trainer.output_dir / "resume" / "state.json").is_file():
-            out = trainer.output_dir
-            click.echo(f"Error: interrupted; continue with llmclf fit --resume {out}", err=True)
+        hint = trainer.interruption_hint() if trainer is not None else None
+        if hint:
+            click.echo(f"Error: interrupted; {hint}", err=True)
             sys.exit(130)
         raise
     finally:

@@ -9,7 +9,10 @@ RUN/
   encoder.json, vocab.bpe   the tokenizer's files
   curves.png          loss / accuracy curves (when matplotlib is installed)
   resume/             optimizer and trainer state while a run is unfinished (removed at the end)
+  .llmclf-overwrite/  the run that replaces this one, while ``fit --overwrite`` trains it
 ```
+
+Which directories are runs and which files llmclf owns (and may delete): see ``rundir``.
 
 Nothing here unpickles: weights are read with ``safetensors`` and everything else is JSON/CSV.
 """

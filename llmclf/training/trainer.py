@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from ..models.classifier import SequenceClassifier
 from ..models.trainable import TrainableReport, apply_trainable
 from ..registries import backbones, padding
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, rundir
 from .config import TrainConfig
 from .device import autocast, resolve_device, resolve_precision
 from .distributed import DistContext
@@ -96,7 +95,9 @@ class Trainer:
             config = config.replace(dataset=str(Path(config.dataset).resolve()))
         self.config = config
         self.reporter = reporter or Reporter()
-        self._resume_dir: Path | None = None
+        self._resume_dir: Path | None = None  # where a resumed run's files are
+        self._work_dir: Path | None = None  # where `fit` writes: the run, or its staging dir
+        self._output: tuple[tuple[str | None, str], Path] | None = None
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, reporter: Reporter | None = None) -> Trainer:
@@ -106,25 +107,43 @@ class Trainer:
             raise UsageError(
                 f"{run_dir} does not exist; --resume takes an interrupted run's directory"
             )
-        state_file = run_dir / ckpt.RESUME_DIR / ckpt.RESUME_STATE
-        manifest = run_dir / ckpt.MANIFEST_FILE
-        if not state_file.is_file():
-            if manifest.is_file() and ckpt.read_json(manifest).get("complete"):
-                raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
-            raise CheckpointError(
-                f"{run_dir} has no completed epoch to resume from; start it again with "
-                f"llmclf fit --output {run_dir} --overwrite"
-            )
-        config = TrainConfig.from_dict(ckpt.read_json(state_file)["config"])
+        work = _resumable_dir(run_dir)
+        state = ckpt.read_json(work / ckpt.RESUME_DIR / ckpt.RESUME_STATE)
+        config = TrainConfig.from_dict(state["config"])
         trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
-        trainer._resume_dir = run_dir
+        trainer._resume_dir = work
         return trainer
 
     @property
     def output_dir(self) -> Path:
-        """Where `fit` writes the run: ``config.output``, or ``runs/<dataset>`` when unset."""
+        """Where `fit` writes the run: ``config.output``, or ``runs/<dataset>`` when unset.
+
+        The default is the first free ``runs/<dataset>[-N]`` when first asked for, and stays
+        that directory after `fit` has created it.
+        """
         cfg = self.config
-        return Path(cfg.output) if cfg.output else default_output_dir(cfg.dataset)
+        key = (cfg.output, cfg.dataset)
+        if self._output is None or self._output[0] != key:
+            out = Path(cfg.output) if cfg.output else default_output_dir(cfg.dataset)
+            self._output = (key, out)
+        return self._output[1]
+
+    def interruption_hint(self) -> str | None:
+        """After an interrupted `fit`: how to continue it, or to start it again.
+
+        None when the run had not written anything yet.
+        """
+        work = self._work_dir
+        if work is None or not rundir.has_manifest(work):
+            return None
+        out = self.output_dir
+        if (work / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
+            return f"continue with llmclf fit --resume {out}"
+        kept = f"; {out} still holds the previous run" if work != out else ""
+        return (
+            f"stopped before the first epoch ended{kept}; start it again with "
+            f"{rundir.repeat_command(self.config, out)}"
+        )
 
     # ------------------------------------------------------------------------------------------
     def fit(self, *, overwrite: bool = False) -> Run:
@@ -132,8 +151,8 @@ class Trainer:
         cfg = self.config
         check_combination(cfg.padding, cfg.pooling, cfg.max_length)  # before any data work
         out = self.output_dir
-        if self._resume_dir is None and (out / ckpt.MANIFEST_FILE).exists() and not overwrite:
-            raise UsageError(_existing_run_message(out))
+        work = self._resume_dir or _new_run_dir(out, overwrite=overwrite)
+        self._work_dir = work
         ctx, device_name = distributed.setup(cfg.device)
         try:
             if not ctx.is_main:
@@ -143,11 +162,12 @@ class Trainer:
                     f"batch_size: {cfg.batch_size} is the global batch and must divide by the "
                     f"{ctx.world_size} processes; pick a multiple of {ctx.world_size}"
                 )
-            return self._fit(out, ctx, resolve_device(device_name))
+            return self._fit(out, work, ctx, resolve_device(device_name))
         finally:
             distributed.teardown(ctx)
 
-    def _fit(self, out: Path, ctx: DistContext, device: torch.device) -> Run:
+    def _fit(self, out: Path, work: Path, ctx: DistContext, device: torch.device) -> Run:
+        """Train into ``work`` (``out``, or ``out``'s staging dir under --overwrite)."""
         cfg = self.config
         resuming = self._resume_dir is not None
         amp_dtype = resolve_precision(cfg.precision, device)
@@ -163,7 +183,7 @@ class Trainer:
         context_length = size.context_length
         data = prepare_data(data_spec(cfg), tokenizer, context_length)
         if resuming:
-            saved = ckpt.read_json(out / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
+            saved = ckpt.read_json(work / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
             if saved != data.fingerprint:
                 raise CheckpointError(
                     f"the dataset changed since {out} was trained; start a new run instead"
@@ -219,23 +239,25 @@ class Trainer:
         )
         manifest = _manifest(cfg, model, trainable, data, policy, tokenizer)
         if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            tokenizer.save(out)
             if not resuming:
-                shutil.rmtree(out / ckpt.RESUME_DIR, ignore_errors=True)
+                if work != out:
+                    rundir.clear_staging(out)
+                work.mkdir(parents=True, exist_ok=True)
+                ckpt.write_json(work / ckpt.MANIFEST_FILE, manifest)  # first: marks an llmclf run
+            tokenizer.save(work)
         if resuming:
-            loop.restore(out)
-            previous = ckpt.read_json(out / ckpt.MANIFEST_FILE)
+            loop.restore(work)
+            previous = ckpt.read_json(work / ckpt.MANIFEST_FILE)
             for key in ("epochs_completed", "model_epoch"):
                 if key in previous:
                     manifest[key] = previous[key]
-        loop.run(out, manifest)
+        loop.run(work, manifest)
 
         # the final metrics are those of the saved model: the best by validation loss, or the last
         if cfg.save == "best" and loop.best_state is not None:
             loop.load_trainable_state(loop.best_state)
         else:
-            loop.save_model(out, manifest)
+            loop.save_model(work, manifest)
         metrics = {
             name: loop.evaluate(name, max_batches=None)["metrics"]
             for name in SPLITS
@@ -249,13 +271,15 @@ class Trainer:
                 f"(max abs difference {difference:.3g})",
             )
         if ctx.is_main:
-            ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
-            ckpt.write_history(out / ckpt.HISTORY_FILE, loop.history)
-            self._plot(out, loop.history)
+            ckpt.write_json(work / ckpt.METRICS_FILE, metrics)
+            ckpt.write_history(work / ckpt.HISTORY_FILE, loop.history)
+            self._plot(work, loop.history)
             manifest["complete"] = True
             manifest["epochs_completed"] = loop.epochs_completed
-            ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
-            shutil.rmtree(out / ckpt.RESUME_DIR, ignore_errors=True)
+            ckpt.write_json(work / ckpt.MANIFEST_FILE, manifest)
+            rundir.remove_resume_files(work)
+            if work != out:  # the new run is whole: now it replaces the old one
+                rundir.promote(work, out)
         ctx.barrier()
         self.reporter.event("done", output_dir=str(out), metrics=metrics)
         return Run(out, cfg, loop.history, metrics)
@@ -381,8 +405,66 @@ def _manifest(
     }
 
 
+def _new_run_dir(out: Path, *, overwrite: bool) -> Path:
+    """Where a new run in ``out`` trains: ``out`` itself, or its staging dir under --overwrite.
+
+    Refuses a directory that is neither empty nor an llmclf run (even with --overwrite), and a
+    run without --overwrite.
+    """
+    rundir.check_new_output(out)
+    if not rundir.is_run(out):
+        return out
+    if not overwrite:
+        raise UsageError(_existing_run_message(out))
+    return out / rundir.STAGING_DIR
+
+
+def _resumable_dir(run_dir: Path) -> Path:
+    """The directory whose ``resume/`` continues ``run_dir``'s run, or a one-line error.
+
+    An interrupted ``--overwrite`` (in ``run_dir``'s staging dir) is the newer run, so it wins.
+    """
+    staging = run_dir / rundir.STAGING_DIR
+    if finished := rundir.finished_staging(run_dir):  # killed while it was being moved in
+        rundir.promote(finished, run_dir)
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+    for work in (staging, run_dir):
+        if (work / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
+            return work
+    if rundir.has_manifest(staging):
+        config = TrainConfig.from_dict(ckpt.read_json(staging / ckpt.MANIFEST_FILE)["config"])
+        raise CheckpointError(
+            f"the --overwrite of {run_dir} stopped before its first epoch ended and {run_dir} "
+            f"still holds the previous run; start it again with "
+            f"{rundir.repeat_command(config, run_dir)}"
+        )
+    if not rundir.has_manifest(run_dir):
+        raise UsageError(
+            f"{run_dir} is not an llmclf run (no llmclf.json); --resume takes an interrupted "
+            "run's directory"
+        )
+    manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
+    if manifest.get("complete"):
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+    config = TrainConfig.from_dict(manifest["config"])
+    raise CheckpointError(
+        f"{run_dir} stopped before its first epoch ended, so there is nothing to resume; start "
+        f"it again with {rundir.repeat_command(config, run_dir)}"
+    )
+
+
 def _existing_run_message(out: Path) -> str:
     """Why ``out`` cannot take a new run, and what to do instead."""
+    if not rundir.has_manifest(out):
+        return (
+            f"{out} holds a run that was being moved in when llmclf stopped; finish that with "
+            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite"
+        )
+    if (out / rundir.STAGING_DIR / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
+        return (
+            f"{out} holds a run and an interrupted --overwrite of it; continue that with "
+            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite to start over"
+        )
     if ckpt.read_json(out / ckpt.MANIFEST_FILE).get("complete"):
         return (
             f"{out} already holds a finished run; choose another --output "
