@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,15 +130,26 @@ class Classifier:
 
     # ------------------------------------------------------------------------------------------
     def predict_proba(
-        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Class probabilities (N, K) in input order; batches are sorted by length internally.
 
-        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        ``progress``, when given, is called after each batch with the number of texts it scored
+        (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
+        item that is not a str.
         """
-        return self._probabilities(_checked_texts(texts, "predict_proba"), batch_size)
+        return self._probabilities(_checked_texts(texts, "predict_proba"), batch_size, progress)
 
-    def _probabilities(self, texts: list[str], batch_size: int) -> torch.Tensor:
+    def _probabilities(
+        self,
+        texts: list[str],
+        batch_size: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
         texts = [t.strip() for t in texts]  # as training cleaned them
         token_ids = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
@@ -149,19 +160,27 @@ class Classifier:
                 batch = self.policy.collate([token_ids[i] for i in chunk])
                 logits = self.model(batch.input_ids.to(self.device), batch.lengths.to(self.device))
                 out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+                if progress is not None:
+                    progress(len(chunk))
         return out
 
     def predict(
-        self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        texts: Iterable[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> list[Prediction]:
         """One `Prediction` per text, in input order (an empty text included).
 
-        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        ``progress``, when given, is called after each batch with the number of texts it scored
+        (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
+        item that is not a str.
         """
         texts = _checked_texts(texts, "predict")
         if not texts:
             return []
-        probs = self._probabilities(texts, batch_size)  # texts are checked already
+        probs = self._probabilities(texts, batch_size, progress)  # texts are checked already
         predictions = []
         for row in probs.tolist():
             best = max(range(len(row)), key=row.__getitem__)

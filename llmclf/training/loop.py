@@ -10,6 +10,7 @@ A batch that does not split evenly (an epoch's last) is weighted by examples, no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -149,16 +150,24 @@ class TrainingLoop:
             return self.forward(hidden, lengths, cache.end_layer)
 
     @torch.no_grad()
-    def evaluate(self, name: str, max_batches: int | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        name: str,
+        max_batches: int | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
         """Loss and metrics on a split (its first ``max_batches`` batches, in order).
 
         Every rank scores its rows; the results are gathered so all ranks agree.
+        ``progress``, when given, is called with 1 after each (global) batch.
         """
         self.model.eval()
         losses, probs, labels = [], [], []
         for i, (positions, batch, _) in enumerate(self._batches(name, shuffle=False)):
             if max_batches is not None and i >= max_batches:
                 break
+            if progress is not None:
+                progress(1)
             if not positions:
                 continue
             logits = self._logits(name, positions, batch)
