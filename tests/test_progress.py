@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import Collect, fit_tiny_run, tiny_config, write_topic_csv
+from helpers import Collect, fit_tiny_run, tiny_config, tiny_fit_args, write_topic_csv
 from rich.console import Console
 
 from llmclf import Classifier, Trainer
@@ -146,3 +146,16 @@ def test_cli_bar_on_a_terminal_and_none_under_quiet(
     if command == "predict":
         rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
         assert len(rows) == 40
+
+
+def test_log_json_records_the_phases(tmp_path: Path) -> None:
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=12)
+    log = tmp_path / "events.jsonl"
+    args = tiny_fit_args(data, tmp_path / "run", "--epochs", "1", "--log-json", str(log))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = [e["phase"] for e in events if e["event"] == "phase_start"]
+    ends = [e["phase"] for e in events if e["event"] == "phase_end"]
+    assert starts == ends == ["data", "backbone", "final evaluation"]  # --trainable all: no cache
+    assert all(e["seconds"] >= 0 for e in events if e["event"] == "phase_end")
