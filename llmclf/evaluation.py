@@ -13,6 +13,7 @@ from .errors import UsageError
 from .inference import Classifier
 from .training.config import TrainConfig
 from .training.metrics import classification_metrics
+from .training.reporting import Phase, Reporter
 from .training.trainer import data_spec
 
 SPLITS = ("train", "validation", "test")
@@ -28,13 +29,15 @@ def evaluate_run(
     encoding: str | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Metrics of the model in ``run_dir``.
 
     Without ``dataset``: the rows of ``split`` (default ``test``) the run saved, the same rows
     it was scored on at the end of training. With ``dataset`` (a registry name or a file):
     every row of it; ``text_column``, ``label_column`` and ``encoding`` describe that file
-    (they default to the run's own).
+    (they default to the run's own). ``reporter`` receives the ``load model``, ``data`` and
+    ``evaluate`` phases (see `llmclf.training.reporting`).
     """
     if dataset is not None and split is not None:
         raise UsageError(
@@ -44,7 +47,8 @@ def evaluate_run(
     split = split or "test"
     if split not in SPLITS:
         raise UsageError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    classifier = Classifier.load(run_dir, device=device)
+    with Phase(reporter, "load model"):
+        classifier = Classifier.load(run_dir, device=device)
     manifest = classifier.manifest
     config = TrainConfig.from_dict(manifest["config"])
     changes = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
@@ -62,14 +66,16 @@ def evaluate_run(
                 f"the run's {split} split is empty (split fractions {list(config.split)}); "
                 f"score another: --split {others[-1] if others else 'train'}, or pass --dataset"
             )
-        rows = load_split(
-            spec, labels, row_ids, classifier.tokenizer, context, manifest["data"]["fingerprint"]
-        )
+        fingerprint = manifest["data"]["fingerprint"]
+        with Phase(reporter, "data"):
+            rows = load_split(spec, labels, row_ids, classifier.tokenizer, context, fingerprint)
         scope = f"{split} split of {config.dataset}"
     else:
-        rows = load_all(spec, labels, classifier.tokenizer, context)
+        with Phase(reporter, "data"):
+            rows = load_all(spec, labels, classifier.tokenizer, context)
         scope = f"all of {dataset}"
-    probs = classifier.predict_proba(rows.texts, batch_size)
+    with Phase(reporter, "evaluate", total=len(rows)) as phase:
+        probs = classifier.predict_proba(rows.texts, batch_size, progress=phase.advance)
     targets = torch.tensor(rows.labels, dtype=torch.long)
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), targets).item() if len(rows) else None
     metrics = classification_metrics(rows.labels, probs.numpy(), classifier.labels, loss=loss)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,19 +167,30 @@ class Classifier:
 
     # ------------------------------------------------------------------------------------------
     def predict_proba(
-        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Class probabilities (N, K) in input order; batches are sorted by length internally.
 
-        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        ``progress``, when given, is called after each batch with the number of texts it scored
+        (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
+        item that is not a str.
         """
         texts = _checked_texts(texts, "predict_proba")
-        return self._probabilities(self._encode(texts), batch_size)
+        return self._probabilities(self._encode(texts), batch_size, progress)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer.encode_batch([t.strip() for t in texts])  # as training cleaned them
 
-    def _probabilities(self, token_ids: list[list[int]], batch_size: int) -> torch.Tensor:
+    def _probabilities(
+        self,
+        token_ids: list[list[int]],
+        batch_size: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
         """Probabilities (N, K); a text's row never depends on the other texts."""
         if self.one_at_a_time:
             batch_size = 1
@@ -191,20 +202,28 @@ class Classifier:
                 batch = self.policy.collate([token_ids[i] for i in chunk])
                 logits = self.model(batch.input_ids.to(self.device), batch.lengths.to(self.device))
                 out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+                if progress is not None:
+                    progress(len(chunk))
         return out
 
     def predict(
-        self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        texts: Iterable[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> list[Prediction]:
         """One `Prediction` per text, in input order (an empty text included).
 
-        Raises `UsageError` for one string instead of a list, or for an item that is not a str.
+        ``progress``, when given, is called after each batch with the number of texts it scored
+        (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
+        item that is not a str.
         """
         texts = _checked_texts(texts, "predict")
         if not texts:
             return []
         token_ids = self._encode(texts)  # texts are checked already
-        probs = self._probabilities(token_ids, batch_size)
+        probs = self._probabilities(token_ids, batch_size, progress)
         keep = self.max_tokens
         predictions = []
         for row, ids in zip(probs.tolist(), token_ids, strict=True):

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from .inference import Classifier, Prediction
+from .training.reporting import Phase, Reporter
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -64,13 +65,23 @@ def predict_chunks(
     chunks: Iterable[list[str]],
     writer: PredictionWriter,
     batch_size: int,
+    *,
+    reporter: Reporter | None = None,
+    total: int | None = None,
 ) -> int:
-    """Predict chunk by chunk (memory stays flat); return the number of input rows read."""
+    """Predict chunk by chunk (memory stays flat); return the number of input rows read.
+
+    Emits a ``predict`` phase to ``reporter``: ``total`` texts (``None``: not known before the
+    input is read), progress after every batch.
+    """
     read = 0
-    for texts in chunks:
-        read += len(texts)
-        for text, prediction in zip(texts, classifier.predict(texts, batch_size), strict=True):
-            writer.write(text, prediction)
+    with Phase(reporter, "predict", total=total) as phase:
+        for texts in chunks:
+            read += len(texts)
+            predictions = classifier.predict(texts, batch_size, progress=phase.advance)
+            for text, prediction in zip(texts, predictions, strict=True):
+                writer.write(text, prediction)
+            writer.out.flush()  # each chunk's predictions appear as soon as they are made
     writer.close()
     return read
 

@@ -34,3 +34,16 @@ def gpt2_bpe_dir() -> Path:
 
 def backbone_weights_path(name: str) -> Path:
     return home() / "backbones" / name / "model.safetensors"
+
+
+def process_rank() -> int:
+    """This process's rank in a ``torchrun`` job (``$RANK`` when ``$WORLD_SIZE`` > 1), else 0.
+
+    Read from the environment, without torch, so the CLI can print once per job.
+    """
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0

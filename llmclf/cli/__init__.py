@@ -9,7 +9,7 @@ import click
 
 from .. import settings
 from .._version import __version__
-from ..errors import LlmclfError
+from ..errors import LlmclfError, UsageError
 
 # Click >= 8.2 signals "no arguments: show the help" with this usage error; 8.1 prints it itself.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -19,7 +19,8 @@ class LlmclfGroup(click.Group):
     """Renders every error as one line on stderr (traceback only with ``--debug``).
 
     Library errors exit with their own code (1, usage errors 2), unreadable or unwritable paths
-    with 1, Click's usage errors with 2, an interrupt with 130.
+    with 1, Click's usage errors with 2, an interrupt with 130. Under ``torchrun`` a usage error
+    (the same on every rank) is printed by rank 0 only; the other ranks exit with its code.
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
@@ -30,6 +31,8 @@ class LlmclfGroup(click.Group):
             exc.show()
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
+            if settings.process_rank():  # rank 0 prints the same error
+                sys.exit(exc.exit_code)
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
@@ -50,6 +53,8 @@ class LlmclfGroup(click.Group):
         except LlmclfError as exc:
             if ctx.meta.get("llmclf.debug") or settings.debug():
                 raise
+            if isinstance(exc, UsageError) and settings.process_rank():
+                sys.exit(exc.exit_code)  # rank 0 prints the same error
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:  # a path the user gave that cannot be read or written

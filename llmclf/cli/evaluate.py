@@ -26,6 +26,7 @@ import click
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def evaluate_command(
     run: str,
     dataset: str | None,
@@ -36,20 +37,28 @@ def evaluate_command(
     batch_size: int,
     device: str,
     fmt: str,
+    quiet: bool,
 ) -> None:
     """Evaluate a trained run: accuracy, per-class F1, confusion matrix, ROC AUC."""
     from ..evaluation import evaluate_run
+    from ..training.reporting import Reporter
+    from .render import RichReporter
 
-    metrics = evaluate_run(
-        run,
-        dataset=dataset,
-        split=split,
-        text_column=text_column,
-        label_column=label_column,
-        encoding=encoding,
-        batch_size=batch_size,
-        device=device,
-    )
+    reporter = Reporter() if quiet else RichReporter()  # bars on stderr, only on a terminal
+    try:
+        metrics = evaluate_run(
+            run,
+            dataset=dataset,
+            split=split,
+            text_column=text_column,
+            label_column=label_column,
+            encoding=encoding,
+            batch_size=batch_size,
+            device=device,
+            reporter=reporter,
+        )
+    finally:
+        reporter.close()
     if fmt == "json":
         click.echo(json.dumps(metrics, indent=2))
         return

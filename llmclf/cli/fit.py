@@ -102,6 +102,7 @@ def fit_command(
     **options: Any,
 ) -> None:
     """Fine-tune a backbone as a classifier and save the run directory."""
+    from ..settings import process_rank
     from ..training.config import TrainConfig, read_config_file
     from ..training.reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..training.trainer import Trainer
@@ -139,7 +140,8 @@ def fit_command(
     if test:
         split = "test" if "test" in run.metrics else "validation"
         summary += f"; {split} accuracy {test['accuracy']:.4f}"
-    click.echo(summary)
+    if not process_rank():  # under torchrun: once, not once per rank
+        click.echo(summary)
 
 
 def _parse_split(text: str) -> list[float]:

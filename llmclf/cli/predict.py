@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from ..data.readers import STDIN_FORMATS
+
+if TYPE_CHECKING:
+    from ..training.reporting import Reporter
 
 
 @click.command("predict")
@@ -63,6 +67,7 @@ from ..data.readers import STDIN_FORMATS
     default=None,
     help="Dynamic int8 quantisation of the linear layers (CPU).",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def predict_command(
     run: str,
     texts: tuple[str, ...],
@@ -77,6 +82,7 @@ def predict_command(
     device: str,
     precision: str,
     quantize: str | None,
+    quiet: bool,
 ) -> None:
     """Predict labels for TEXTS, or for every row of --file.
 
@@ -92,6 +98,7 @@ def predict_command(
     from ..data.pipeline import load_texts
     from ..inference import Classifier
     from ..prediction_io import PredictionWriter, cut_summary, predict_chunks
+    from ..training.reporting import Phase
 
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
@@ -107,17 +114,41 @@ def predict_command(
             stdin_format=stdin_format,
         )
     )
-    classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
+    reporter, screen = _progress(quiet, to_stdout=not output)
     with ExitStack() as stack:
-        out = sys.stdout
+        stack.callback(reporter.close)
+        if screen is not None:
+            stack.callback(screen.close)  # before the bar goes
+        with Phase(reporter, "load model"):
+            classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
+        out = screen or sys.stdout
         if output:  # written beside, renamed on success: a failed run leaves no partial file
             tmp = stack.enter_context(atomic_path(Path(output)))
             out = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
         writer = PredictionWriter(out, fmt, classifier.labels)
-        read = predict_chunks(classifier, chunks, writer, batch_size)
+        total = len(texts) if texts else None  # a file is read as it is predicted
+        read = predict_chunks(
+            classifier, chunks, writer, batch_size, reporter=reporter, total=total
+        )
     click.echo(
         f"read {read} rows, wrote {writer.rows} predictions"
         + (f" to {output}" if output else "")
         + f"; {cut_summary(writer.truncated, classifier.max_tokens)}",
         err=True,
     )
+
+
+def _progress(quiet: bool, *, to_stdout: bool) -> tuple[Reporter, IO[str] | None]:
+    """The reporter that draws progress bars (on a terminal, unless ``--quiet``), and, when the
+    predictions go to the same terminal, the stream that prints them above the bar."""
+    from rich.console import Console
+
+    from ..training.reporting import Reporter
+    from .render import ConsoleStream, RichReporter
+
+    if quiet or not Console(stderr=True).is_terminal:
+        return Reporter(), None
+    if to_stdout and sys.stdout.isatty():  # one terminal: bar and predictions through one console
+        console = Console()
+        return RichReporter(console), ConsoleStream(console)
+    return RichReporter(), None

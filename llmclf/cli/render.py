@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from rich.console import Console
@@ -12,12 +13,15 @@ from ..training.reporting import Reporter
 
 
 class RichReporter(Reporter):
-    """Progress bar per epoch, the data report, a line per epoch, a final metrics table."""
+    """Progress bar per epoch and per slow phase, the data report, a line per epoch, a final
+    metrics table. Bars are drawn only on a terminal (``console.is_terminal``)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
         self.task: Any = None
+        self.phases: Progress | None = None  # one live display for every phase in flight
+        self.phase_tasks: dict[str, Any] = {}
 
     def event(self, name: str, **data: Any) -> None:
         handler = getattr(self, f"_on_{name}", None)
@@ -66,10 +70,77 @@ class RichReporter(Reporter):
     def _on_done(self, output_dir: str, metrics: dict[str, Any]) -> None:
         self.console.print(metrics_table(metrics))
 
+    def _on_phase_start(self, phase: str, total: int | None) -> None:
+        if not self.console.is_terminal or self.progress is not None:  # one live display at once
+            return
+        if self.phases is None:
+            self.phases = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,  # stdout carries results (predictions), never the bar
+            )
+            self.phases.start()
+        self.phase_tasks[phase] = self.phases.add_task(phase, total=total)
+
+    def _on_phase_progress(self, phase: str, completed: int) -> None:
+        if self.phases is not None and phase in self.phase_tasks:
+            self.phases.update(self.phase_tasks[phase], completed=completed)
+
+    def _on_phase_end(self, phase: str, seconds: float) -> None:
+        if self.phases is None or phase not in self.phase_tasks:
+            return
+        self.phases.remove_task(self.phase_tasks.pop(phase))
+        if not self.phase_tasks:
+            self.phases.stop()
+            self.phases = None
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        if self.phases is not None:
+            self.phases.stop()
+            self.phases = None
+            self.phase_tasks.clear()
+
+
+class ConsoleStream(io.TextIOBase):
+    """A text stream that writes through a rich console, so its lines print above a live
+    progress bar on the same terminal instead of through it.
+
+    Lines are held until `flush` (printing each line alone would redraw the bar each time);
+    an unfinished last line waits for its newline or `close`.
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        return len(text)
+
+    def flush(self) -> None:
+        lines, newline, rest = self._pending.rpartition("\n")
+        if newline:
+            self.console.out(lines, highlight=False)
+            self._pending = rest
+        self.console.file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._pending:
+            self.console.out(self._pending, end="", highlight=False)
+            self._pending = ""
+        super().close()
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:

@@ -12,7 +12,7 @@ text is padded to one fixed length (``pad-dataset``, ``truncate-dataset``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -105,13 +105,15 @@ def build_trunk_cache(
     batch_size: int = 32,
     ctx: DistContext | None = None,
     width_multiple: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> TrunkCache:
     """Run blocks ``[0, end_layer)`` once per text, in length-sorted batches.
 
     Under DistributedDataParallel each rank computes every ``world_size``-th text and the
     shards are exchanged, so every rank ends with the whole cache. ``width_multiple`` rounds
     the widths of these batches and of the batches the cache assembles later (see
-    `REDUCED_PRECISION_WIDTH_MULTIPLE`).
+    `REDUCED_PRECISION_WIDTH_MULTIPLE`). ``progress``, when given, is called after each batch
+    with the number of texts it computed (this rank's: ``len(range(rank, n, world_size))`` in all).
     """
     ctx = ctx or DistContext()
     was_training = model.training
@@ -136,6 +138,8 @@ def build_trunk_cache(
         hidden = hidden.float().cpu()
         for row, index in enumerate(chunk):
             states[index] = hidden[row, : len(singles[row])].clone()
+        if progress is not None:
+            progress(len(chunk))
     model.train(was_training)
     if ctx.enabled:
         for rank, part in enumerate(ctx.all_gather_objects([states[i] for i in mine])):

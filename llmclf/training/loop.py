@@ -3,11 +3,14 @@
 Under DistributedDataParallel every rank walks the same seeded global batches and takes rows
 ``rank::world_size`` of each, so a run on N processes sees exactly the batches (and, up to the
 order of floating-point sums, the gradients) of a single-process run with the same global batch.
+A batch that does not split evenly (an epoch's last) is weighted by examples, not by ranks: see
+`rank_loss`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,38 @@ def shard(positions: list[int], batch: Batch, ctx: DistContext) -> tuple[list[in
     return positions[rows], Batch(batch.input_ids[rows], batch.lengths[rows], labels)
 
 
+def rank_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    global_labels: torch.Tensor,
+    class_weights: torch.Tensor | None,
+    world_size: int,
+) -> tuple[torch.Tensor, float]:
+    """This rank's loss to back-propagate, and its own mean loss (to report).
+
+    Each rank back-propagates the sum of its (class-weighted) per-example losses over the
+    weight of the whole global batch, times ``world_size``. DDP averages the ranks' gradients,
+    so the result is the single-process gradient of the global batch's mean loss however
+    unevenly the batch splits: a last batch of 5 split 3/2 counts as 5 examples, not 2 halves.
+    """
+    losses = F.cross_entropy(
+        logits.float(), labels.to(logits.device), weight=class_weights, reduction="none"
+    )
+    total = losses.sum()
+    local = batch_weight(labels, class_weights)
+    return total * (world_size / batch_weight(global_labels, class_weights)), (
+        total.item() / local if local else math.nan
+    )
+
+
+def batch_weight(labels: torch.Tensor, class_weights: torch.Tensor | None) -> float:
+    """What a batch weighs in its mean loss: its example count, or with class weights the sum
+    of its examples' weights (the denominator of cross-entropy's ``mean``)."""
+    if class_weights is None:
+        return float(len(labels))
+    return float(class_weights.cpu()[labels].sum())
+
+
 class TrainingLoop:
     """Holds the loop's state (epoch, step, history, best loss) and runs it."""
 
@@ -90,6 +125,8 @@ class TrainingLoop:
 
     # ----- batches and losses -----------------------------------------------------------------
     def _batches(self, name: str, *, shuffle: bool, epoch: int = 0):
+        """``(positions, batch, global_labels)``: this rank's rows of each global batch, and the
+        labels of the whole global batch (every rank knows them before sharding)."""
         split: Split = getattr(self.data, name)
         for positions, batch in batches(
             split.token_ids,
@@ -101,7 +138,7 @@ class TrainingLoop:
             epoch=epoch,
             bucket=self.cfg.bucket and shuffle,
         ):
-            yield shard(list(positions), batch, self.ctx)
+            yield (*shard(list(positions), batch, self.ctx), batch.labels)
 
     def _logits(self, name: str, positions: list[int], batch: Batch) -> torch.Tensor:
         lengths = batch.lengths.to(self.device)
@@ -112,24 +149,25 @@ class TrainingLoop:
             hidden = cache.assemble(positions, batch, self.device)
             return self.forward(hidden, lengths, cache.end_layer)
 
-    def _loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
-    ) -> torch.Tensor:
-        return F.cross_entropy(
-            logits.float(), labels, weight=self.class_weights, reduction=reduction
-        )
-
     @torch.no_grad()
-    def evaluate(self, name: str, max_batches: int | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        name: str,
+        max_batches: int | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
         """Loss and metrics on a split (its first ``max_batches`` batches, in order).
 
         Every rank scores its rows; the results are gathered so all ranks agree.
+        ``progress``, when given, is called with 1 after each (global) batch.
         """
         self.model.eval()
         losses, probs, labels = [], [], []
-        for i, (positions, batch) in enumerate(self._batches(name, shuffle=False)):
+        for i, (positions, batch, _) in enumerate(self._batches(name, shuffle=False)):
             if max_batches is not None and i >= max_batches:
                 break
+            if progress is not None:
+                progress(1)
             if not positions:
                 continue
             logits = self._logits(name, positions, batch)
@@ -168,19 +206,21 @@ class TrainingLoop:
             self.reporter.event("epoch_start", epoch=epoch + 1, epochs=cfg.epochs, steps=steps)
             self.optimizer.zero_grad(set_to_none=True)
             running = []
-            for i, (positions, batch) in enumerate(
+            for i, (positions, batch, global_labels) in enumerate(
                 self._batches("train", shuffle=True, epoch=epoch)
             ):
                 logits = self._logits("train", positions, batch)
-                loss = self._loss(logits, batch.labels.to(self.device))
+                loss, shown = rank_loss(
+                    logits, batch.labels, global_labels, self.class_weights, self.ctx.world_size
+                )
                 self.scaler.scale(loss / cfg.grad_accum).backward()
-                running.append(loss.item())
-                self.examples_seen += len(positions) * self.ctx.world_size
+                running.append(shown)
+                self.examples_seen += len(global_labels)
                 if (i + 1) % cfg.grad_accum == 0 or i + 1 == steps:
                     self._optimizer_step()
                     if self.step % cfg.eval_every == 0:
                         self._record(epoch, periodic=True)
-                self.reporter.event("step", epoch=epoch + 1, step=i + 1, loss=loss.item())
+                self.reporter.event("step", epoch=epoch + 1, step=i + 1, loss=shown)
             row = self._record(epoch, periodic=False)
             self.epochs_completed = epoch + 1
             improved = not row["val_loss"] >= self.best_loss  # NaN (no validation) counts

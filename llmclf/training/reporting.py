@@ -9,12 +9,26 @@ Events (with their keyword payloads):
 - ``evaluation(row)``: one history row (step, examples seen, losses, accuracies).
 - ``epoch_end(epoch, train_loss, val_loss, val_accuracy, saved)``.
 - ``done(output_dir, metrics)``.
+
+Slow phases (`fit`, `predict`, `evaluate` all emit them; see `Phase`):
+
+- ``phase_start(phase, total)``: a phase begins; ``total`` is how many units (texts, batches)
+  it will process, or ``None`` when that is not known in advance (a streamed file).
+- ``phase_progress(phase, completed)``: units done so far (after each batch or chunk).
+- ``phase_end(phase, seconds)``: the phase is over (also when it failed), after ``seconds``.
+
+The phases are ``data`` (read, clean, balance, split, tokenise), ``backbone`` (build the
+backbone, read its weights), ``trunk cache`` (texts through the frozen blocks),
+``final evaluation`` (batches of every split, scored with the saved model), ``load model`` (a
+run, for predict and evaluate) and ``predict`` / ``evaluate`` (texts scored).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 
@@ -26,6 +40,38 @@ class Reporter:
 
     def close(self) -> None:
         """Release what the reporter holds (files, live displays)."""
+
+
+class Phase:
+    """A timed phase: ``phase_start`` on entry, ``phase_progress`` on `advance`, ``phase_end``.
+
+    ``with Phase(reporter, "trunk cache", total=len(texts)) as phase: ... phase.advance(32)``.
+    """
+
+    def __init__(self, reporter: Reporter | None, name: str, total: int | None = None) -> None:
+        self.reporter = reporter or Reporter()
+        self.name, self.total = name, total
+        self.completed = 0
+        self._started = 0.0
+
+    def __enter__(self) -> Phase:
+        self.reporter.event("phase_start", phase=self.name, total=self.total)
+        self._started = time.perf_counter()
+        return self
+
+    def advance(self, count: int = 1) -> None:
+        """Count ``count`` more units done."""
+        self.completed += count
+        self.reporter.event("phase_progress", phase=self.name, completed=self.completed)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        seconds = round(time.perf_counter() - self._started, 3)
+        self.reporter.event("phase_end", phase=self.name, seconds=seconds)
 
 
 class MultiReporter(Reporter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,7 +33,7 @@ from .features import (
     cache_decision,
 )
 from .loop import BatchForward, TrainingLoop
-from .reporting import Reporter
+from .reporting import Phase, Reporter
 
 SPLITS = ("train", "validation", "test")
 
@@ -178,10 +179,11 @@ class Trainer:
         backbone = None
         size = getattr(builder, "config", None)  # GPT2Builder knows its size without building
         if size is None:  # a plain builder function (a plugin): build first to learn the size
-            backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            backbone = self._build_backbone(builder)
             size = backbone.config
         context_length = size.context_length
-        data = prepare_data(data_spec(cfg), tokenizer, context_length)
+        with Phase(self.reporter, "data"):
+            data = prepare_data(data_spec(cfg), tokenizer, context_length)
         if resuming:
             saved = ckpt.read_json(work / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
             if saved != data.fingerprint:
@@ -193,7 +195,7 @@ class Trainer:
         self._report_cuts(data, policy)
 
         if backbone is None:
-            backbone = builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            backbone = self._build_backbone(builder)
         model = SequenceClassifier(backbone, len(data.labels), pooling=cfg.pooling)
         trainable = apply_trainable(model, cfg.trainable, seed=cfg.seed)
         model.to(device)
@@ -258,11 +260,13 @@ class Trainer:
             loop.load_trainable_state(loop.best_state)
         else:
             loop.save_model(work, manifest)
-        metrics = {
-            name: loop.evaluate(name, max_batches=None)["metrics"]
-            for name in SPLITS
-            if len(getattr(data, name))
-        }
+        scored = [name for name in SPLITS if len(getattr(data, name))]
+        steps = sum(math.ceil(len(getattr(data, name)) / cfg.batch_size) for name in scored)
+        with Phase(self.reporter, "final evaluation", total=steps) as phase:
+            metrics = {
+                name: loop.evaluate(name, max_batches=None, progress=phase.advance)["metrics"]
+                for name in scored
+            }
         if ctx.enabled:
             difference = ctx.max_abs_difference([p for p in model.parameters() if p.requires_grad])
             self.reporter.event(
@@ -296,6 +300,12 @@ class Trainer:
         )
         if warning:
             self.reporter.event("message", text=f"warning: {warning}")
+
+    def _build_backbone(self, builder: Any) -> Any:
+        """The backbone module, built (weights read) under a ``backbone`` phase."""
+        cfg = self.config
+        with Phase(self.reporter, "backbone"):
+            return builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
 
     def _build_caches(
         self,
@@ -341,19 +351,22 @@ class Trainer:
             # 'last' reads the batch's last position, so its widths must stay exact
             reduced = amp_dtype is not None and cfg.pooling != "last"
             multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
-            for name in SPLITS:
-                split: Split = getattr(data, name)
-                if len(split):
-                    caches[name] = build_trunk_cache(
-                        model,
-                        split.token_ids,
-                        policy.collate,
-                        trainable.first_trainable_layer,
-                        device,
-                        amp,
-                        ctx=ctx,
-                        width_multiple=multiple,
-                    )
+            splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
+            mine = sum(len(range(ctx.rank, len(split), ctx.world_size)) for _, split in splits)
+            with Phase(self.reporter, "trunk cache", total=mine) as phase:
+                for name, split in splits:
+                    if len(split):
+                        caches[name] = build_trunk_cache(
+                            model,
+                            split.token_ids,
+                            policy.collate,
+                            trainable.first_trainable_layer,
+                            device,
+                            amp,
+                            ctx=ctx,
+                            width_multiple=multiple,
+                            progress=phase.advance,
+                        )
         return caches, note
 
     def _plot(self, out: Path, history: list[dict[str, Any]]) -> None:
