@@ -81,9 +81,30 @@ def fetch(asset: Asset, home: Path | None = None, *, alternative: str = "") -> P
     """
     dest = asset.path(home)
     url = asset.source()
-    if asset.member is None or url != asset.url or dest.is_file():
-        return download(url, dest, what=asset.title, sha256=asset.sha256, alternative=alternative)
-    return _fetch_member(asset, dest, alternative)
+    with _removing_new_folders(dest.parent):
+        if asset.member is None or url != asset.url or dest.is_file():
+            return download(
+                url, dest, what=asset.title, sha256=asset.sha256, alternative=alternative
+            )
+        return _fetch_member(asset, dest, alternative)
+
+
+@contextmanager
+def _removing_new_folders(folder: Path) -> Iterator[None]:
+    """On an error, remove the folders up to ``folder`` that the block created, if empty."""
+    new = []
+    while not folder.exists() and folder != folder.parent:
+        new.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for created in new:  # deepest first
+            try:
+                created.rmdir()
+            except OSError:  # not empty, or gone
+                break
+        raise
 
 
 def _fetch_member(asset: Asset, dest: Path, alternative: str) -> Path:
