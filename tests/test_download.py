@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import serve_directory, sha256
 from safetensors.torch import save_file
 
 import llmclf
@@ -32,26 +27,6 @@ PINNED = {
 }
 
 
-@contextmanager
-def serve(directory: Path) -> Iterator[tuple[str, list[str]]]:
-    """A static web server for ``directory`` on a free local port: (base URL, paths requested)."""
-    requested: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # quiet; record instead
-            requested.append(self.path)
-
-    handler = functools.partial(Handler, directory=str(directory))
-    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}", requested
-        finally:
-            server.shutdown()
-            thread.join()
-
-
 @pytest.fixture
 def online(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMCLF_OFFLINE", "0")
@@ -61,17 +36,13 @@ def files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.slow
 def test_mirror_download_then_fit_from_an_empty_home(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, online: None
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("LLMCLF_HOME", str(home))
-    with serve(shared_data) as (url, requested):
+    with serve_directory(shared_data) as (url, requested):
         monkeypatch.setenv("LLMCLF_MIRROR", url)
         result = CliRunner().invoke(main, ["download", "sms", "gpt2-bpe"])
         assert result.exit_code == 0, result.output
@@ -112,7 +83,7 @@ def test_a_file_with_a_wrong_hash_on_the_mirror_is_refused_and_not_kept(
     with (mirror / corrupt).open("ab") as f:
         f.write(b"\n")
     home = tmp_path / "home"
-    with serve(mirror) as (url, requested):
+    with serve_directory(mirror) as (url, requested):
         monkeypatch.setenv("LLMCLF_MIRROR", url)
         result = CliRunner().invoke(main, ["download", name, "--home", str(home)])
     assert result.exit_code == 1
@@ -144,7 +115,7 @@ def test_plugin_backbone_weights_come_from_the_hub_endpoint_or_the_mirror(
     llmclf.backbones.register("gpt2-mini", mini, description="a plugin's size")
 
     home = tmp_path / "home"
-    with serve(served) as (url, requested):
+    with serve_directory(served) as (url, requested):
         monkeypatch.setenv(setting, url)
         paths = llmclf.download(["gpt2-mini"], home=home)
     assert paths == [home / "backbones" / "gpt2-mini" / "model.safetensors"]
@@ -178,7 +149,7 @@ def test_plugin_dataset_assets_download_into_home_and_show_in_the_list(
 
     home = tmp_path / "home"
     runner = CliRunner()
-    with serve(mirror) as (url, _):
+    with serve_directory(mirror) as (url, _):
         monkeypatch.setenv("LLMCLF_MIRROR", url)
         result = runner.invoke(main, ["download", "tickets", "--home", str(home)])
     assert result.exit_code == 0, result.output
