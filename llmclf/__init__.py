@@ -2,7 +2,8 @@
 
 The registries (``datasets``, ``balancers``, ``padding``, ``backbones``) are cheap to import;
 the training and inference API (``Trainer``, ``TrainConfig``, ``Classifier``) imports torch on
-first use, so ``import llmclf`` stays fast.
+first use, so ``import llmclf`` stays fast. ``download(names, home=None)`` fetches datasets,
+tokenizer files and backbone weights ahead of time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _LAZY = {
     "Run": "llmclf.training.trainer",
     "Classifier": "llmclf.inference",
     "Prediction": "llmclf.inference",
+    "download": "llmclf.downloads",
 }
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "backbones",
     "balancers",
     "datasets",
+    "download",
     "padding",
 ]
 

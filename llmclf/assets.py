@@ -2,6 +2,12 @@
 
 With ``LLMCLF_OFFLINE=1``, or when a download fails, the error names the file, the URL and the
 path where a local copy can be put.
+
+An `Asset` is one file of the cache, declared by whoever needs it (a dataset, a backbone, the
+tokenizer): its place under ``$LLMCLF_HOME``, its upstream URL and its pinned hash. `fetch`
+gets it from the right place: a Hugging Face URL from ``LLMCLF_HF_ENDPOINT`` / ``HF_ENDPOINT``
+when set, any asset from ``LLMCLF_MIRROR`` (a copy of a populated ``$LLMCLF_HOME`` on a web
+server) when set, otherwise from upstream.
 """
 
 from __future__ import annotations
@@ -9,15 +15,133 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import settings
 from .errors import AssetError
 
 CHUNK = 1 << 20
+HF_HUB = "huggingface.co"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One downloadable file, at a fixed place under ``$LLMCLF_HOME`` (and on a mirror).
+
+    Args:
+        relpath: where the file lives under ``$LLMCLF_HOME``, with ``/`` separators
+            (``"sms_spam/SMSSpamCollection"``); a mirror serves it at the same path.
+        url: the upstream URL.
+        sha256: the pinned hash of the file at ``relpath``, if known.
+        size: its size in bytes, if known (shown before it is downloaded).
+        member: when the upstream URL is a zip archive, the name of the file inside it that
+            becomes ``relpath`` (a mirror serves that file itself).
+        what: how messages name it; defaults to ``relpath``.
+    """
+
+    relpath: str
+    url: str
+    sha256: str | None = None
+    size: int | None = None
+    member: str | None = None
+    what: str = ""
+
+    @property
+    def title(self) -> str:
+        """How messages name this asset."""
+        return self.what or self.relpath
+
+    def path(self, home: Path | None = None) -> Path:
+        """Where the asset lives under ``home`` (default ``$LLMCLF_HOME``)."""
+        return (settings.home() if home is None else Path(home).expanduser()) / self.relpath
+
+    def source(self) -> str:
+        """The URL `fetch` downloads from, once the mirror settings are applied."""
+        parsed = urllib.parse.urlsplit(self.url)
+        endpoint = settings.hf_endpoint()
+        if parsed.netloc == HF_HUB and endpoint:
+            return endpoint.rstrip("/") + urllib.parse.urlunsplit(("", "", *parsed[2:]))
+        mirror = settings.mirror()
+        if mirror:
+            return mirror.rstrip("/") + "/" + urllib.parse.quote(self.relpath)
+        return self.url
+
+
+def fetch(asset: Asset, home: Path | None = None, *, alternative: str = "") -> Path:
+    """The local copy of ``asset`` under ``home``, downloaded (see `download`) if absent.
+
+    A present file is checked against the pinned hash. An upstream zip is downloaded, its
+    ``member`` extracted and checked, and the zip deleted; a mirror serves the member itself.
+    """
+    dest = asset.path(home)
+    url = asset.source()
+    with _removing_new_folders(dest.parent):
+        if asset.member is None or url != asset.url or dest.is_file():
+            return download(
+                url, dest, what=asset.title, sha256=asset.sha256, alternative=alternative
+            )
+        return _fetch_member(asset, dest, alternative)
+
+
+@contextmanager
+def _removing_new_folders(folder: Path) -> Iterator[None]:
+    """On an error, remove the folders up to ``folder`` that the block created, if empty."""
+    new = []
+    while not folder.exists() and folder != folder.parent:
+        new.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for created in new:  # deepest first
+            try:
+                created.rmdir()
+            except OSError:  # not empty, or gone
+                break
+        raise
+
+
+def _fetch_member(asset: Asset, dest: Path, alternative: str) -> Path:
+    name = urllib.parse.unquote(asset.url.rsplit("/", 1)[-1]) or "archive.zip"
+    archive = dest.parent / name
+    if settings.offline() and not archive.is_file():
+        raise missing_asset_error(
+            asset.title,
+            asset.url,
+            archive,
+            "LLMCLF_OFFLINE is set",
+            f"or put the {asset.member} file inside it at {dest}",
+        )
+    download(asset.url, archive, what=asset.title, alternative=alternative)
+    try:
+        data = _zip_member(archive, str(asset.member))
+        actual = hashlib.sha256(data).hexdigest()
+        if asset.sha256 is not None and actual != asset.sha256:
+            raise AssetError(
+                f"{asset.member} in {asset.url} has sha256 {actual}, expected {asset.sha256}; "
+                "the download was deleted, try again"
+            )
+        atomic_write_bytes(dest, data)
+    finally:
+        archive.unlink(missing_ok=True)
+    return dest
+
+
+def _zip_member(archive: Path, member: str) -> bytes:
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            names = [n for n in opened.namelist() if n.rsplit("/", 1)[-1] == member]
+            if not names:
+                raise AssetError(f"{archive} holds no {member}; try again")
+            return opened.read(names[0])
+    except zipfile.BadZipFile:
+        raise AssetError(f"{archive} is not a valid zip file; try again") from None
 
 
 def sha256_of(path: Path) -> str:
@@ -95,7 +219,8 @@ def download(
             _fetch(url, tmp, what)
             if sha256 is not None and (actual := sha256_of(tmp)) != sha256:
                 raise AssetError(
-                    f"{what} downloaded from {url} has sha256 {actual}, expected {sha256}"
+                    f"{what} downloaded from {url} has sha256 {actual}, expected {sha256}; "
+                    "nothing was saved"
                 )
     except AssetError:
         raise

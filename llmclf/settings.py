@@ -18,6 +18,22 @@ def offline() -> bool:
     return os.environ.get("LLMCLF_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def mirror() -> str | None:
+    """``$LLMCLF_MIRROR``: a base URL laid out like ``$LLMCLF_HOME``, used for every download.
+
+    Hugging Face files use `hf_endpoint` instead when that is set.
+    """
+    return os.environ.get("LLMCLF_MIRROR", "").strip() or None
+
+
+def hf_endpoint() -> str | None:
+    """``$LLMCLF_HF_ENDPOINT``, else ``$HF_ENDPOINT``: replaces ``https://huggingface.co``."""
+    for name in ("LLMCLF_HF_ENDPOINT", "HF_ENDPOINT"):
+        if value := os.environ.get(name, "").strip():
+            return value
+    return None
+
+
 def debug() -> bool:
     """True when ``LLMCLF_DEBUG`` asks the CLI for full tracebacks."""
     return os.environ.get("LLMCLF_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -113,3 +119,27 @@ class Collect(Reporter):
 
     def messages(self) -> list[str]:
         return [d["text"] for e, d in self.events if e == "message"]
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[tuple[str, list[str]]]:
+    """A static web server for ``directory`` on a free local port: (base URL, paths requested)."""
+    requested: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # quiet; record instead
+            requested.append(self.path)
+
+    handler = functools.partial(Handler, directory=str(directory))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}", requested
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -24,6 +24,7 @@ PAGES = [
     "guides/plugin-package/index.html",
     "guides/trainable-and-pooling/index.html",
     "guides/checkpoints/index.html",
+    "guides/downloads/index.html",
     "guides/reproducibility/index.html",
     "guides/distributed/index.html",
     "reference/cli/index.html",

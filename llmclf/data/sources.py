@@ -9,9 +9,7 @@ registry stays fast.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +22,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SMS_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
-SMS_ZIP_NAME = "sms+spam+collection.zip"
 SMS_MEMBER = "SMSSpamCollection"
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+SMS_ASSET = assets.Asset(
+    f"sms_spam/{SMS_MEMBER}",
+    SMS_URL,
+    SMS_SHA256,
+    size=477_907,
+    member=SMS_MEMBER,  # upstream is a zip; a mirror serves the extracted file
+    what="SMS Spam Collection",
+)
 SMS_LABELS = ("ham", "spam")
 PARTS = ("train", "validation", "test")
 
@@ -47,43 +52,18 @@ def sms() -> pd.DataFrame:
     )
 
 
+sms.assets = (SMS_ASSET,)  # type: ignore[attr-defined]  # what `llmclf download sms` fetches
+
+
 def sms_spam_file() -> Path:
     """``$LLMCLF_HOME/sms_spam/SMSSpamCollection``, hash-checked, downloaded when absent."""
     dest = settings.sms_spam_path()
-    if dest.is_file():
-        if (actual := assets.sha256_of(dest)) != SMS_SHA256:
-            raise AssetError(
-                f"{dest} has sha256 {actual}, expected {SMS_SHA256}; delete it so llmclf can "
-                f"download it again from {SMS_URL}"
-            )
-        return dest
-    zip_path = dest.parent / SMS_ZIP_NAME
-    if settings.offline() and not zip_path.is_file():
+    if dest.is_file() and (actual := assets.sha256_of(dest)) != SMS_SHA256:
         raise AssetError(
-            f"the SMS Spam Collection is not available (LLMCLF_OFFLINE is set); download "
-            f"{SMS_URL} and put it at {zip_path}, or put the {SMS_MEMBER} file inside it at {dest}"
+            f"{dest} has sha256 {actual}, expected {SMS_SHA256}; delete it so llmclf can "
+            f"download it again from {SMS_URL}"
         )
-    assets.download(SMS_URL, zip_path, what="SMS Spam Collection")
-    data = _zip_member(zip_path, SMS_MEMBER)
-    if (actual := hashlib.sha256(data).hexdigest()) != SMS_SHA256:
-        raise AssetError(
-            f"{SMS_MEMBER} in {zip_path} has sha256 {actual}, expected {SMS_SHA256}; delete "
-            f"{zip_path} and try again"
-        )
-    assets.atomic_write_bytes(dest, data)
-    zip_path.unlink(missing_ok=True)
-    return dest
-
-
-def _zip_member(zip_path: Path, member: str) -> bytes:
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == member]
-            if not names:
-                raise AssetError(f"{zip_path} holds no {member}; delete it and try again")
-            return archive.read(names[0])
-    except zipfile.BadZipFile:
-        raise AssetError(f"{zip_path} is not a valid zip file; delete it and try again") from None
+    return assets.fetch(SMS_ASSET)
 
 
 def read_sms(path: Path) -> tuple[list[str], list[str]]:

@@ -23,6 +23,11 @@ FILES: dict[str, str] = {  # file name -> sha256 (the hashes tiktoken checks)
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
 }
+SIZES = {"encoder.json": 1_042_301, "vocab.bpe": 456_318}
+ASSETS = tuple(  # what `llmclf download gpt2-bpe` fetches, into $LLMCLF_HOME/gpt2/
+    assets.Asset(f"gpt2/{name}", f"{BASE_URL}/{name}", sha256, SIZES[name], what=f"GPT-2 {name}")
+    for name, sha256 in FILES.items()
+)
 ENDOFTEXT = "<|endoftext|>"
 PAD_ID = 50256  # <|endoftext|>, GPT-2's only special token
 VOCAB_SIZE = 50257
@@ -103,13 +108,8 @@ def get_tokenizer() -> Tokenizer:
     with _lock:
         if key in _by_directory:
             return _by_directory[key]
-    for file_name, sha256 in FILES.items():
-        assets.download(
-            f"{BASE_URL}/{file_name}",
-            directory / file_name,
-            what=f"GPT-2 tokenizer file {file_name}",
-            sha256=sha256,
-        )
+    for asset in ASSETS:
+        assets.fetch(asset)
     tokenizer = Tokenizer.from_dir(directory)
     with _lock:
         return _by_directory.setdefault(key, tokenizer)

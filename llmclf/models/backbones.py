@@ -6,6 +6,7 @@ attributes describe it without building::
     builder = llmclf.backbones.get("gpt2-small")
     builder.config            # GPT2Config: the size
     builder.url               # where the pretrained weights come from (None: random only)
+    builder.assets            # the files `llmclf download gpt2-small` fetches
     model = builder(weights="pretrained")   # or "random", or a path to model.safetensors
 
 Built-ins register exactly as a plugin registers its own size::
@@ -26,6 +27,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..assets import Asset
 from ..errors import UsageError
 from ..registries import backbones
 
@@ -35,6 +37,13 @@ if TYPE_CHECKING:
 HF_URL = "https://huggingface.co/openai-community/{repo}/resolve/main/model.safetensors"
 
 
+def weights_asset(name: str, url: str, sha256: str | None = None, size: int | None = None) -> Asset:
+    """The pretrained weights of backbone ``name``: ``backbones/<name>/model.safetensors``."""
+    return Asset(
+        f"backbones/{name}/model.safetensors", url, sha256, size, what=f"{name} pretrained weights"
+    )
+
+
 class GPT2Builder:
     """Builds GPT-2 of one size: ``builder(weights="random" | "pretrained" | path)``.
 
@@ -42,16 +51,31 @@ class GPT2Builder:
         name: the registry name, used for the weights cache ``$LLMCLF_HOME/backbones/<name>``.
         url: where ``weights="pretrained"`` downloads from; ``None`` for random-only sizes.
         sha256: the downloaded file's pinned hash, if known.
+        size: the downloaded file's size in bytes, if known.
         **sizes: `llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
     """
 
     def __init__(
-        self, name: str, *, url: str | None = None, sha256: str | None = None, **sizes: Any
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+        **sizes: Any,
     ) -> None:
         self.name = name
         self.url = url
         self.sha256 = sha256
+        self.size = size
         self.sizes = sizes
+
+    @property
+    def assets(self) -> tuple[Asset, ...]:
+        """The files ``weights="pretrained"`` needs (none for a random-only size)."""
+        if self.url is None:
+            return ()
+        return (weights_asset(self.name, self.url, self.sha256, self.size),)
 
     @property
     def config(self) -> GPT2Config:
@@ -142,9 +166,15 @@ def build_backbone(
 
 
 def _register(
-    name: str, description: str, *, url: str | None, sha256: str | None = None, **sizes: Any
+    name: str,
+    description: str,
+    *,
+    url: str | None,
+    sha256: str | None = None,
+    size: int | None = None,
+    **sizes: Any,
 ) -> None:
-    builder = GPT2Builder(name, url=url, sha256=sha256, **sizes)
+    builder = GPT2Builder(name, url=url, sha256=sha256, size=size, **sizes)
     backbones.register(name, builder, description=description)
 
 
@@ -152,7 +182,8 @@ _register(
     "gpt2-small",
     "GPT-2 small: 124M parameters, 12 layers, 768 wide (OpenAI, 2019)",
     url=HF_URL.format(repo="gpt2"),
-    sha256="248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",  # 548,105,171 B
+    sha256="248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
+    size=548_105_171,
 )
 _register(
     "gpt2-medium",

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import torch
 from safetensors.torch import load_file
 
-from .. import assets, settings
+from .. import assets
 from ..errors import WeightsError
 from .gpt2 import GPT2
 
@@ -167,23 +167,21 @@ def resolve_pretrained(name: str, url: str, *, sha256: str | None = None) -> Pat
     Looks in ``$LLMCLF_HOME/backbones/<name>/model.safetensors``, then in the user's Hugging
     Face cache (the file ``url`` points at, if the hub already downloaded it), and otherwise
     downloads ``url`` there (atomically, with a progress bar, checked against ``sha256`` when
-    one is pinned). Offline, or when the download fails, `llmclf.errors.AssetError`
+    one is pinned; from ``$HF_ENDPOINT`` or ``$LLMCLF_MIRROR`` when set, see
+    `llmclf.assets.Asset.source`). Offline, or when the download fails, `llmclf.errors.AssetError`
     names the URL and where to put the file. Files already present are not hashed again (a
     gpt2-xl file is 6 GB); reading them checks their structure and every tensor's shape.
     """
-    dest = settings.backbone_weights_path(name)
+    from .backbones import weights_asset
+
+    asset = weights_asset(name, url, sha256)
+    dest = asset.path()
     if dest.is_file():
         return dest
     cached = find_in_hf_cache(url)
     if cached is not None:
         return cached
-    return assets.download(
-        url,
-        dest,
-        what=f"{name} pretrained weights",
-        sha256=sha256,
-        alternative="or pass a local model.safetensors with --weights PATH",
-    )
+    return assets.fetch(asset, alternative="or pass a local model.safetensors with --weights PATH")
 
 
 def hf_hub_cache() -> Path:
