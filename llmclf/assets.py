@@ -36,15 +36,26 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:  # name the user's path, not our temporary file
+        raise _about(exc, dest) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; files get the usual mode
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
+        try:
+            os.replace(tmp_path, dest)
+        except OSError as exc:
+            raise _about(exc, dest) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _about(exc: OSError, dest: Path) -> OSError:
+    """The same error (same class, errno and reason) about ``dest`` instead of a temporary file."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(dest))
 
 
 def _umask() -> int:

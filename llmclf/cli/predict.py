@@ -10,6 +10,8 @@ import click
 
 from ..data.readers import STDIN_FORMATS
 
+FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
+
 
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
@@ -36,9 +38,9 @@ from ..data.readers import STDIN_FORMATS
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    type=click.Choice(FORMATS),
     default=None,
-    help="Output format [by --output's suffix (.json, .jsonl, .csv), else table].",
+    help="Output format [by --output's suffix: .json, .jsonl or .csv; table without --output].",
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="Write predictions to this file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -93,9 +95,7 @@ def predict_command(
     from ..inference import Classifier
     from ..prediction_io import PredictionWriter, predict_chunks
 
-    if fmt is None:
-        suffix = Path(output).suffix.lstrip(".") if output else ""
-        fmt = suffix if suffix in ("json", "jsonl", "csv") else "table"
+    fmt = fmt or _format_of(output)
     chunks = (  # options are checked here, before the model loads; the file is read lazily
         [list(texts)]
         if texts
@@ -118,4 +118,22 @@ def predict_command(
     click.echo(
         f"read {read} rows, wrote {writer.rows} predictions" + (f" to {output}" if output else ""),
         err=True,
+    )
+
+
+FILE_FORMATS = ("json", "jsonl", "csv")  # what --output's suffix can choose
+
+
+def _format_of(output: str | None) -> str:
+    """The format --output's suffix names (table without --output); refuse any other suffix."""
+    if not output:
+        return "table"
+    suffix = Path(output).suffix.lower().lstrip(".")
+    if suffix in FILE_FORMATS:
+        return suffix
+    named = f"suffix .{suffix}" if suffix else "no suffix"
+    raise click.UsageError(
+        f"--output {output} has {named}, which names no output format; name the file "
+        f"{', '.join('.' + f for f in FILE_FORMATS)}, or pass --format "
+        f"{'|'.join(FORMATS)} to write that format under any name"
     )
