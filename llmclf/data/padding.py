@@ -103,7 +103,7 @@ class PaddingPolicy:
         return f"{type(self).__name__}(cap={self.cap}, length={self.length})"
 
 
-@padding.register("pad-batch")
+@padding.register("pad-batch", builtin=True)
 class PadBatch(PaddingPolicy):
     """Pad each batch to its longest text (dynamic padding; the default)."""
 
@@ -113,7 +113,7 @@ class PadBatch(PaddingPolicy):
         return max(lengths)
 
 
-@padding.register("pad-dataset")
+@padding.register("pad-dataset", builtin=True)
 class PadDataset(PaddingPolicy):
     """Pad every text to the longest training text (the book's)."""
 
@@ -127,7 +127,7 @@ class PadDataset(PaddingPolicy):
         return self._learned()
 
 
-@padding.register("truncate-batch")
+@padding.register("truncate-batch", builtin=True)
 class TruncateBatch(PaddingPolicy):
     """Cut each batch to its shortest text; never pads."""
 
@@ -137,7 +137,7 @@ class TruncateBatch(PaddingPolicy):
         return min(lengths)
 
 
-@padding.register("truncate-dataset")
+@padding.register("truncate-dataset", builtin=True)
 class TruncateDataset(PaddingPolicy):
     """Cut every text to the shortest training text; never pads."""
 
