@@ -74,9 +74,9 @@ def test_load_takes_a_path_not_anything(run: Path) -> None:
 
 
 def test_device_and_precision_helpers_refuse_unknown_names() -> None:
-    with pytest.raises(ConfigError, match="^device: "):
+    with pytest.raises(ConfigError, match=r"^device: "):
         resolve_device("tpu")
-    with pytest.raises(ConfigError, match="^precision: "):
+    with pytest.raises(ConfigError, match=r"^precision: "):
         resolve_precision("int4", resolve_device("cpu"))
     assert resolve_precision("fp32", resolve_device("cpu")) is None
 

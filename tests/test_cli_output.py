@@ -29,7 +29,7 @@ def bracket_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result,
     root = tmp_path_factory.mktemp("brackets")
     rng = random.Random(0)
     rows = [
-        {"text": " ".join(rng.sample(words, 2) + ["please", "today"]), "label": label}
+        {"text": " ".join([*rng.sample(words, 2), "please", "today"]), "label": label}
         for label, words in LABELS.items()
         for _ in range(30 if label == "[urgent]" else 20)
     ]

@@ -218,7 +218,7 @@ def test_schema_follows_the_options_and_a_schema_valid_request_is_accepted(
             largest = ["🙂" * texts["items"]["maxLength"]] * texts["maxItems"]
             response = test_client.post("/predict", json={"texts": largest})
             assert response.status_code == 200, response.text
-            over = test_client.post("/predict", json={"texts": largest + ["a"]})
+            over = test_client.post("/predict", json={"texts": [*largest, "a"]})
             assert over.status_code == 413
 
 
@@ -235,6 +235,32 @@ def test_info_says_when_the_served_run_is_unfinished(run_dir: Path, tmp_path: Pa
         info = test_client.get("/info").json()
     assert info["complete"] is False
     assert len(info["warnings"]) == 1 and "is an unfinished run" in info["warnings"][0]
+
+
+def test_several_workers_warn_once_about_an_unfinished_run(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` warns in the main process; each worker's /info still says so, silently."""
+    import warnings
+
+    from fastapi.testclient import TestClient
+
+    from llmclf.serve import CONFIG_ENV, _warn_if_unfinished
+    from llmclf.serve.app import app_from_environment
+
+    copy = tmp_path / "unfinished"
+    shutil.copytree(run_dir, copy)
+    manifest = json.loads((copy / "llmclf.json").read_text())
+    (copy / "llmclf.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.warns(llmclf.errors.UnfinishedRunWarning, match="unfinished run"):
+        _warn_if_unfinished(copy)
+    monkeypatch.setenv(CONFIG_ENV, ServeConfig(run=str(copy), workers=2, device="cpu").to_json())
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # else the factory re-divides torch's threads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app = app_from_environment()
+    with TestClient(app) as test_client:
+        assert test_client.get("/info").json()["complete"] is False
 
 
 # ----- limits and malformed requests -----------------------------------------------------------

@@ -127,6 +127,7 @@ def serve(config: ServeConfig) -> None:
         return
     # Several processes: each worker builds its own app (and model) from the environment.
     check_run_dir(config.run)
+    _warn_if_unfinished(Path(config.run))  # once here; the workers keep quiet about it
     os.environ[CONFIG_ENV] = config.to_json()
     uvicorn.run(
         "llmclf.serve.app:app_from_environment",
@@ -165,6 +166,18 @@ def check_run_dir(run: str | Path) -> None:
     for name in (ckpt.MANIFEST_FILE, ckpt.MODEL_FILE):
         if not (run / name).is_file():
             raise CheckpointError(f"{run / name} is missing; is {run} a complete llmclf run?")
+
+
+def _warn_if_unfinished(run: Path) -> None:
+    import warnings
+
+    from ..errors import UnfinishedRunWarning
+    from ..inference import unfinished_message
+    from ..training import checkpoint as ckpt
+
+    manifest = ckpt.read_json(run / ckpt.MANIFEST_FILE)
+    if isinstance(manifest, dict) and not manifest.get("complete", True):
+        warnings.warn(unfinished_message(run, manifest), UnfinishedRunWarning, stacklevel=3)
 
 
 __all__ = [

@@ -24,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import LlmclfError
+from ..errors import LlmclfError, UnfinishedRunWarning
 from ..inference import Classifier, unfinished_message
 from . import CONFIG_ENV, DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, EXTRA_HINT, ServeConfig
 
@@ -232,9 +233,11 @@ def app_from_environment() -> FastAPI:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-    return create_app(
-        config.run, max_batch=config.max_batch, max_chars=config.max_chars, device=config.device
-    )
+    with warnings.catch_warnings():  # `serve` said it once, not once per worker
+        warnings.simplefilter("ignore", UnfinishedRunWarning)
+        return create_app(
+            config.run, max_batch=config.max_batch, max_chars=config.max_chars, device=config.device
+        )
 
 
 def model_sha256(run_dir: Path) -> str:
