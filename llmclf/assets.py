@@ -114,6 +114,7 @@ def download(
 
 
 def _fetch(url: str, dest: Path, what: str) -> None:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -127,7 +128,7 @@ def _fetch(url: str, dest: Path, what: str) -> None:
         total = int(response.headers.get("Content-Length") or 0) or None
         columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         with Progress("[bold]{task.description}", *columns, transient=True) as progress:
-            task = progress.add_task(what, total=total)
+            task = progress.add_task(escape(what), total=total)  # a name may hold [brackets]
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
                 progress.advance(task, len(block))
