@@ -160,7 +160,10 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:  # name the user's path, not our temporary file
+        raise _about(exc, dest) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -168,9 +171,17 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         # mkstemp makes the file private, and a writer may re-create it (safetensors does):
         # set the usual mode on whatever is there now, just before it takes dest's place
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, dest)
+        try:
+            os.replace(tmp_path, dest)
+        except OSError as exc:
+            raise _about(exc, dest) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _about(exc: OSError, dest: Path) -> OSError:
+    """The same error (same class, errno and reason) about ``dest`` instead of a temporary file."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(dest))
 
 
 def _umask() -> int:
@@ -230,6 +241,7 @@ def download(
 
 
 def _fetch(url: str, dest: Path, what: str) -> None:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -243,7 +255,7 @@ def _fetch(url: str, dest: Path, what: str) -> None:
         total = int(response.headers.get("Content-Length") or 0) or None
         columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         with Progress("[bold]{task.description}", *columns, transient=True) as progress:
-            task = progress.add_task(what, total=total)
+            task = progress.add_task(escape(what), total=total)  # a name may hold [brackets]
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
                 progress.advance(task, len(block))

@@ -49,3 +49,11 @@ class WeightsError(LlmclfError):
 
 class CheckpointError(LlmclfError):
     """A run directory that is missing files or cannot be loaded."""
+
+
+class LlmclfWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints one line)."""
+
+
+class UnfinishedRunWarning(LlmclfWarning):
+    """A run directory whose training never finished is being used to predict or evaluate."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.pipeline import load_all, load_split
-from .errors import UsageError
+from .errors import CheckpointError, ConfigError, UsageError
 from .inference import Classifier
 from .training.config import TrainConfig
 from .training.metrics import classification_metrics
@@ -38,7 +39,10 @@ def evaluate_run(
     every row of it; ``text_column``, ``label_column`` and ``encoding`` describe that file
     (they default to the run's own). ``reporter`` receives the ``load model``, ``data`` and
     ``evaluate`` phases (see `llmclf.training.reporting`).
+
+    Raises `ConfigError` / `UsageError` for a bad argument (one line naming it).
     """
+    _check_arguments(dataset, text_column, label_column, encoding, batch_size)
     if dataset is not None and split is not None:
         raise UsageError(
             "--split picks one of the run's saved splits; --dataset scores a whole "
@@ -50,10 +54,15 @@ def evaluate_run(
     with Phase(reporter, "load model"):
         classifier = Classifier.load(run_dir, device=device)
     manifest = classifier.manifest
+    if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("data"), dict):
+        raise CheckpointError(
+            f"{run_dir}/llmclf.json has no 'config' or 'data' field, so the run's data cannot "
+            "be rebuilt; restore the file the run wrote, or pass --dataset"
+        )
     config = TrainConfig.from_dict(manifest["config"])
     changes = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
     if dataset is not None:
-        changes["dataset"] = dataset
+        changes["dataset"] = os.fspath(dataset)
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     spec = data_spec(config)
     context = classifier.model.backbone.config.context_length
@@ -81,6 +90,22 @@ def evaluate_run(
     metrics = classification_metrics(rows.labels, probs.numpy(), classifier.labels, loss=loss)
     metrics["scope"] = scope
     return metrics
+
+
+def _check_arguments(
+    dataset: object, text_column: object, label_column: object, encoding: object, batch_size: object
+) -> None:
+    if dataset is not None and not isinstance(dataset, str | os.PathLike):
+        raise ConfigError(f"dataset: must be a dataset name or a file path, got {dataset!r}")
+    for name, value in (
+        ("text_column", text_column),
+        ("label_column", label_column),
+        ("encoding", encoding),
+    ):
+        if value is not None and not (isinstance(value, str) and value):
+            raise ConfigError(f"{name}: must be a non-empty string or None, got {value!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
 
 
 def _label_map(names: tuple[str, ...]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -12,15 +13,22 @@ import torch
 
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
-from .errors import AssetError, CheckpointError, UsageError
-from .models.classifier import SequenceClassifier
+from .errors import AssetError, CheckpointError, ConfigError, UnfinishedRunWarning, UsageError
+from .models.classifier import POOLINGS, SequenceClassifier
 from .models.gpt2 import GPT2, GPT2Config
 from .models.lora import merge_lora
 from .models.trainable import apply_trainable
 from .training import checkpoint as ckpt
-from .training.device import autocast, resolve_device, resolve_precision
+from .training.device import (
+    autocast,
+    check_device,
+    check_precision,
+    resolve_device,
+    resolve_precision,
+)
 
 DEFAULT_BATCH_SIZE = 32
+QUANTIZE_SCHEMES = ("int8",)
 
 
 @dataclass(frozen=True)
@@ -90,25 +98,28 @@ class Classifier:
             precision: fp32 | bf16 | fp16 | auto (bf16 where the device is fast at it).
             quantize: ``"int8"``: dynamic int8 quantisation of the linear layers (CPU only);
                 faster on most CPUs at a small accuracy cost (``benchmarks/`` measures it).
+
+        Raises `ConfigError` for a bad argument, `CheckpointError` for a run directory that is
+        incomplete, or whose ``llmclf.json`` does not match its weights. Warns
+        (`UnfinishedRunWarning`) when the run's training never finished.
         """
+        if not isinstance(run_dir, str | os.PathLike):
+            raise ConfigError(f"run_dir: must be a directory path, got {run_dir!r}")
+        check_device(device)
+        check_precision(precision)
+        if quantize is not None and quantize not in QUANTIZE_SCHEMES:
+            raise ConfigError(
+                f"quantize: must be None or one of {', '.join(QUANTIZE_SCHEMES)}, got {quantize!r}"
+            )
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise CheckpointError(
                 f"run directory {run_dir} does not exist; pass a directory made by llmclf fit"
             )
         manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
-        if manifest.get("schema_version") != ckpt.SCHEMA_VERSION:
-            raise CheckpointError(
-                f"{run_dir} was written with checkpoint schema {manifest.get('schema_version')}; "
-                f"this llmclf reads schema {ckpt.SCHEMA_VERSION}"
-            )
-        backbone_info = manifest["backbone"]
-        if backbone_info["class"] != "GPT2":
-            raise CheckpointError(
-                f"{run_dir} uses backbone class {backbone_info['class']}; only GPT2 backbones load"
-            )
+        _check_manifest(run_dir / ckpt.MANIFEST_FILE, manifest)
         with torch.device("meta"):  # no random init: every tensor comes from the weights file
-            backbone = GPT2(GPT2Config(**backbone_info["config"]))
+            backbone = GPT2(GPT2Config(**manifest["backbone"]["config"]))
             model = SequenceClassifier(
                 backbone, manifest["head"]["num_classes"], manifest["pooling"]
             )
@@ -116,6 +127,7 @@ class Classifier:
         if policy_name.startswith("lora"):
             apply_trainable(model, policy_name)  # adds the adapters the weights file holds
         state = ckpt.load_tensors(run_dir / ckpt.MODEL_FILE)
+        _check_shapes(run_dir / ckpt.MODEL_FILE, model, state)
         result = model.load_state_dict(state, strict=False, assign=True)
         if result.missing_keys or result.unexpected_keys:
             raise CheckpointError(
@@ -135,7 +147,12 @@ class Classifier:
                 f"{run_dir}: tokenizer files are missing or corrupt ({exc})"
             ) from None
         context = backbone.config.context_length
-        policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+        try:
+            policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{run_dir / ckpt.MANIFEST_FILE}: {exc}") from None
+        if not manifest.get("complete", True):
+            warnings.warn(unfinished_message(run_dir, manifest), UnfinishedRunWarning, stacklevel=2)
         model.to(dev)
         classifier = cls(
             model,
@@ -177,8 +194,10 @@ class Classifier:
 
         ``progress``, when given, is called after each batch with the number of texts it scored
         (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
-        item that is not a str.
+        item that is not a str, and `ConfigError` for a ``batch_size`` that is not an integer
+        >= 1.
         """
+        _check_batch_size(batch_size)
         texts = _checked_texts(texts, "predict_proba")
         return self._probabilities(self._encode(texts), batch_size, progress)
 
@@ -217,8 +236,10 @@ class Classifier:
 
         ``progress``, when given, is called after each batch with the number of texts it scored
         (for a progress bar). Raises `UsageError` for one string instead of a list, or for an
-        item that is not a str.
+        item that is not a str, and `ConfigError` for a ``batch_size`` that is not an integer
+        >= 1.
         """
+        _check_batch_size(batch_size)
         texts = _checked_texts(texts, "predict")
         if not texts:
             return []
@@ -240,6 +261,11 @@ class Classifier:
             )
         return predictions
 
+    @property
+    def complete(self) -> bool:
+        """False when the run's training stopped before its last epoch (an unfinished run)."""
+        return bool(self.manifest.get("complete", True))
+
     def info(self) -> dict[str, Any]:
         """Labels, backbone, pooling and versions, for display and serving."""
         m = self.manifest
@@ -249,8 +275,87 @@ class Classifier:
             "pooling": m["pooling"],
             "trainable": m["trainable"]["policy"],
             "padding": m["padding"],
-            "llmclf_version": m["llmclf_version"],
+            "llmclf_version": m.get("llmclf_version", "unknown"),
+            "complete": self.complete,
         }
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+
+
+def unfinished_message(run_dir: str | Path, manifest: dict[str, Any]) -> str:
+    """One line saying that ``run_dir`` holds an unfinished run, and how to finish it."""
+    done = manifest.get("epochs_completed", 0)
+    total = (manifest.get("config") or {}).get("epochs", "?")
+    return (
+        f"{run_dir} is an unfinished run (training stopped after epoch {done} of {total}); "
+        f"its model is not the final one: finish it with llmclf fit --resume {run_dir}"
+    )
+
+
+def _check_manifest(path: Path, manifest: Any) -> None:
+    """Raise a one-line `CheckpointError` naming the first field of ``llmclf.json`` that is
+    missing or wrong (a hand-edited or damaged file)."""
+
+    def fail(problem: str) -> None:
+        raise CheckpointError(f"{path}: {problem}; restore the file the run wrote")
+
+    if not isinstance(manifest, dict):
+        fail("is not a JSON object")
+    if manifest.get("schema_version") != ckpt.SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path.parent} was written with checkpoint schema {manifest.get('schema_version')}; "
+            f"this llmclf reads schema {ckpt.SCHEMA_VERSION}"
+        )
+    for key, kind in (
+        ("backbone", dict),
+        ("head", dict),
+        ("trainable", dict),
+        ("padding", dict),
+        ("labels", list),
+        ("pooling", str),
+    ):
+        if key not in manifest:
+            fail(f"has no {key!r} field")
+        if not isinstance(manifest[key], kind):
+            fail(f"{key!r} must be a JSON {'object' if kind is dict else kind.__name__}")
+    backbone = manifest["backbone"]
+    if backbone.get("class") != "GPT2":
+        raise CheckpointError(
+            f"{path.parent} uses backbone class {backbone.get('class')}; only GPT2 backbones load"
+        )
+    try:
+        GPT2Config(**backbone.get("config", {}))
+    except (TypeError, ValueError, ConfigError) as exc:
+        fail(f"backbone.config is not a GPT-2 config ({exc})")
+    num_classes = manifest["head"].get("num_classes")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        fail(f"head.num_classes must be an integer >= 2, got {num_classes!r}")
+    labels = manifest["labels"]
+    if not all(isinstance(name, str) for name in labels) or len(set(labels)) != len(labels):
+        fail(f"labels must be distinct strings, got {labels!r}")
+    if len(labels) != num_classes:
+        fail(f"has {len(labels)} labels {labels} but head.num_classes is {num_classes}")
+    if manifest["pooling"] not in POOLINGS:
+        fail(f"pooling must be one of {', '.join(POOLINGS)}, got {manifest['pooling']!r}")
+    if not isinstance(manifest["trainable"].get("policy"), str):
+        fail("trainable.policy must be a string such as last-block")
+
+
+def _check_shapes(path: Path, model: SequenceClassifier, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor in the weights file has the shape ``llmclf.json`` describes."""
+    for name, want in model.state_dict().items():  # in the model's order: head.weight first
+        tensor = state.get(name)
+        if tensor is None or tuple(want.shape) == tuple(tensor.shape):
+            continue  # a missing tensor is reported by load_state_dict's check
+        where = "head.num_classes" if name.startswith("head.") else "backbone.config"
+        raise CheckpointError(
+            f"{path} does not match llmclf.json: {name} has shape {tuple(tensor.shape)} in the "
+            f"weights but {tuple(want.shape)} by llmclf.json's {where}; restore the run's "
+            "llmclf.json"
+        )
 
 
 def _checked_texts(texts: Iterable[str], method: str) -> list[str]:

@@ -1,7 +1,9 @@
 """One generic registry for every kind of plugin: datasets, balancers, padding, backbones.
 
 Built-in entries register through the same ``register`` decorator a user or a third-party
-package calls. Built-in modules and entry points are loaded lazily, once, on the first read.
+package calls, marked ``builtin=True`` (an entry's origin is never guessed from the module
+that defined its object). Built-in modules and entry points are loaded lazily, once, on the
+first read.
 """
 
 from __future__ import annotations
@@ -55,12 +57,24 @@ class Registry(Generic[T]):
     # ----- registration ------------------------------------------------------------------
     @overload
     def register(
-        self, name: str, obj: None = None, *, description: str | None = None, override: bool = False
+        self,
+        name: str,
+        obj: None = None,
+        *,
+        description: str | None = None,
+        override: bool = False,
+        builtin: bool = False,
     ) -> Callable[[T], T]: ...
 
     @overload
     def register(
-        self, name: str, obj: T, *, description: str | None = None, override: bool = False
+        self,
+        name: str,
+        obj: T,
+        *,
+        description: str | None = None,
+        override: bool = False,
+        builtin: bool = False,
     ) -> T: ...
 
     def register(
@@ -70,11 +84,14 @@ class Registry(Generic[T]):
         *,
         description: str | None = None,
         override: bool = False,
+        builtin: bool = False,
     ) -> Any:
         """Register ``obj`` under ``name``; without ``obj``, return a decorator that does.
 
         ``description`` defaults to the first line of the object's docstring. Registering a
-        name that exists is an error unless ``override=True``.
+        name that exists is an error unless ``override=True``. ``builtin=True`` is for
+        llmclf's own entries (``llmclf list`` shows them as "builtin"); anything else is shown
+        as from "python" or from the plugin distribution that registered it.
         """
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
@@ -87,7 +104,6 @@ class Registry(Generic[T]):
                     f"(by {self._entries[name].source}); pass override=True to replace it"
                 )
             text = description if description is not None else _first_line(target.__doc__)
-            builtin = getattr(target, "__module__", None) in self.builtin_modules
             entry = Entry(name, target, text, "builtin" if builtin else self._source)
             self._entries[name] = entry
             if builtin:

@@ -254,6 +254,29 @@ def test_a_zero_test_fraction_gives_an_empty_test_split(tmp_path: Path, tokenize
     assert len(data.test) == 0 and data.report.token_lengths["test"] == {}
 
 
+@pytest.mark.parametrize(
+    ("balance", "rows"),
+    [("undersample", "validation split gets 0 of 8 rows"), ("none", "gets 1 of 16 rows")],
+)
+def test_tiny_data_is_refused_alike_with_or_without_balancing(
+    tmp_path: Path, tokenizer, balance: str, rows: str
+) -> None:
+    """Undersampled to 8 rows, the validation split was silently empty (so "best" meant
+    nothing), while --balance none on the same file was an error."""
+    frame = pd.DataFrame(
+        {"text": [f"text {i}" for i in range(16)], "label": ["spam"] * 4 + ["ham"] * 12}
+    )
+    path = write_csv(tmp_path / "tiny.csv", frame)
+    with pytest.raises(DataError, match=rf"{rows}, fewer than the 2 classes") as info:
+        prepare_data(DataSpec(dataset=path, balance=balance), tokenizer, CONTEXT)
+    assert "or 0: no validation split" in str(info.value)
+    if balance == "undersample":
+        assert "balance 'undersample' left 8 of 16 rows" in str(info.value)
+    no_validation = DataSpec(dataset=path, balance=balance, split=(0.8, 0.0, 0.2))
+    data = prepare_data(no_validation, tokenizer, CONTEXT)  # asked for no validation: fine
+    assert len(data.validation) == 0
+
+
 # ----- Python-registered datasets ----------------------------------------------------------
 def test_a_registered_function_is_a_dataset(tokenizer, register) -> None:
     @llmclf.datasets.register("moods")

@@ -82,3 +82,38 @@ def test_the_four_registries_are_reachable_from_the_package() -> None:
     for registry in (llmclf.datasets, llmclf.balancers, llmclf.padding, llmclf.backbones):
         assert callable(registry.register) and callable(registry.get)
         assert registry.names(), f"{registry.kind} registry has no built-in entries"
+
+
+def _probe() -> str:
+    """A function defined in a module the registry treats as built-in."""
+    return "probe"
+
+
+def test_builtin_is_what_registers_as_builtin_not_where_the_object_was_defined() -> None:
+    reg: Registry = Registry("thing", "llmclf.tests.none", (_probe.__module__,))
+    reg.register("mine", _probe)  # a user registering an object of a built-in module
+    reg.register("ours", _probe, builtin=True)
+    assert reg.entry("mine").source == "python"
+    assert reg.entry("ours").source == "builtin"
+
+
+def test_a_gpt2_builder_a_user_registers_is_not_listed_as_builtin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`llmclf list` showed a user's GPT2Builder as builtin (its class lives in llmclf)."""
+    from click.testing import CliRunner
+
+    import llmclf
+    from llmclf.cli import main
+    from llmclf.models.backbones import GPT2Builder
+
+    llmclf.backbones.names()  # load the built-ins, then register on a copy
+    monkeypatch.setattr(llmclf.backbones, "_entries", dict(llmclf.backbones._entries))
+    mini = GPT2Builder("gpt2-mini", n_layer=4, n_embd=256, n_head=4)
+    llmclf.backbones.register("gpt2-mini", mini, description="GPT-2, 4 layers")
+    assert llmclf.backbones.entry("gpt2-mini").source == "python"
+    assert llmclf.backbones.entry("gpt2-small").source == "builtin"
+    rows = CliRunner().invoke(main, ["list", "backbones"]).stdout.splitlines()
+    mini_row = next(row for row in rows if "gpt2-mini" in row)
+    assert mini_row.rstrip().endswith("python")
+    assert sum(row.rstrip().endswith("builtin") for row in rows) == 5  # the built-in sizes

@@ -147,6 +147,7 @@ def test_info_describes_the_served_model(
     assert info["model_sha256"] == sha
     assert info["limits"]["max_batch"] == MAX_BATCH
     assert info["limits"]["max_chars"] == MAX_CHARS
+    assert info["complete"] is True and info["warnings"] == []
 
 
 def test_predict_round_trip_equals_classifier_predict(
@@ -178,6 +179,88 @@ def test_openapi_docs(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/info", "/health"} <= set(schema["paths"])
     assert "/" not in schema["paths"]
+
+
+def _texts_schema(schema: dict) -> dict:
+    """The schema of PredictRequest.texts, as /openapi.json publishes it."""
+    ref = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    name = ref["schema"]["$ref"].rsplit("/", 1)[-1]
+    return schema["components"]["schemas"][name]["properties"]["texts"]
+
+
+def test_openapi_states_the_limits_and_every_status(client: httpx.Client) -> None:
+    """A fuzzer found requests valid by the schema that got 413: the schema had no limits."""
+    schema = client.get("/openapi.json").json()
+    texts = _texts_schema(schema)
+    assert texts["maxItems"] == MAX_BATCH
+    assert texts["items"] == {"type": "string", "maxLength": MAX_CHARS}
+    predict = schema["paths"]["/predict"]["post"]["responses"]
+    assert set(predict) == {"200", "413", "422"}
+    for status, body in (("413", "ErrorResponse"), ("422", "ValidationErrorResponse")):
+        content = predict[status]["content"]["application/json"]["schema"]
+        assert content["$ref"].endswith(f"/{body}")
+    for path in ("/info", "/health"):  # the body-size limit answers every path
+        assert set(schema["paths"][path]["get"]["responses"]) == {"200", "413"}
+
+
+def test_schema_follows_the_options_and_a_schema_valid_request_is_accepted(
+    classifier: Classifier,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    small = create_app(classifier, max_batch=3, max_chars=40)
+    large = create_app(classifier, max_batch=5, max_chars=90)  # apps do not share a schema
+    for app, (batch, chars) in ((small, (3, 40)), (large, (5, 90))):
+        with TestClient(app) as test_client:
+            texts = _texts_schema(test_client.get("/openapi.json").json())
+            assert (texts["maxItems"], texts["items"]["maxLength"]) == (batch, chars)
+            # the largest request the schema allows, in characters JSON escapes the most
+            largest = ["🙂" * texts["items"]["maxLength"]] * texts["maxItems"]
+            response = test_client.post("/predict", json={"texts": largest})
+            assert response.status_code == 200, response.text
+            over = test_client.post("/predict", json={"texts": [*largest, "a"]})
+            assert over.status_code == 413
+
+
+def test_info_says_when_the_served_run_is_unfinished(run_dir: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    copy = tmp_path / "unfinished"
+    shutil.copytree(run_dir, copy)
+    manifest = json.loads((copy / "llmclf.json").read_text())
+    (copy / "llmclf.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.warns(llmclf.errors.UnfinishedRunWarning):
+        app = create_app(copy, device="cpu")
+    with TestClient(app) as test_client:
+        info = test_client.get("/info").json()
+    assert info["complete"] is False
+    assert len(info["warnings"]) == 1 and "is an unfinished run" in info["warnings"][0]
+
+
+def test_several_workers_warn_once_about_an_unfinished_run(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` warns in the main process; each worker's /info still says so, silently."""
+    import warnings
+
+    from fastapi.testclient import TestClient
+
+    from llmclf.serve import CONFIG_ENV, _warn_if_unfinished
+    from llmclf.serve.app import app_from_environment
+
+    copy = tmp_path / "unfinished"
+    shutil.copytree(run_dir, copy)
+    manifest = json.loads((copy / "llmclf.json").read_text())
+    (copy / "llmclf.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.warns(llmclf.errors.UnfinishedRunWarning, match="unfinished run"):
+        _warn_if_unfinished(copy)
+    monkeypatch.setenv(CONFIG_ENV, ServeConfig(run=str(copy), workers=2, device="cpu").to_json())
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # else the factory re-divides torch's threads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app = app_from_environment()
+    with TestClient(app) as test_client:
+        assert test_client.get("/info").json()["complete"] is False
 
 
 # ----- limits and malformed requests -----------------------------------------------------------

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from .. import settings
 from .._version import __version__
-from ..errors import LlmclfError, UsageError
+from ..errors import LlmclfError, LlmclfWarning, UsageError
 
 # Click >= 8.2 signals "no arguments: show the help" with this usage error; 8.1 prints it itself.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -49,7 +51,9 @@ class LlmclfGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restores the default display afterwards
+                warnings.showwarning = _one_line_warning(warnings.showwarning)
+                return super().invoke(ctx)
         except LlmclfError as exc:
             if ctx.meta.get("llmclf.debug") or settings.debug():
                 raise
@@ -63,6 +67,18 @@ class LlmclfGroup(click.Group):
             reason = exc.strerror or type(exc).__name__
             click.echo(f"Error: {exc.filename}: {reason}; check the path", err=True)
             sys.exit(1)
+
+
+def _one_line_warning(default: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints llmclf's own warnings as ``Warning: ...``."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LlmclfWarning):
+            click.echo(f"Warning: {message}", err=True)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
 
 
 @click.group(cls=LlmclfGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -63,27 +63,32 @@ def evaluate_command(
         click.echo(json.dumps(metrics, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .render import metrics_table
 
     console = Console()
-    console.print(f"[bold]{metrics['scope']}[/bold]")
+    console.print(f"[bold]{escape(metrics['scope'])}[/bold]")
     console.print(metrics_table({(split or "test") if dataset is None else "dataset": metrics}))
     per_class = Table(show_edge=False)
     for column in ("label", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
     for name, c in metrics["per_class"].items():
         per_class.add_row(
-            name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])
+            escape(name),
+            f"{c['precision']:.3f}",
+            f"{c['recall']:.3f}",
+            f"{c['f1']:.3f}",
+            str(c["support"]),
         )
     console.print(per_class)
-    confusion = Table(
-        title="confusion (rows: true, columns: predicted)", title_justify="left", show_edge=False
-    )
+    # the title on its own line: as a table title it would wrap to the (narrow) table's width
+    console.print("confusion (rows: true, columns: predicted)", soft_wrap=True)
+    confusion = Table(show_edge=False)
     confusion.add_column("")
     for name in metrics["labels"]:
-        confusion.add_column(name, justify="right")
+        confusion.add_column(escape(name), justify="right")
     for name, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True):
-        confusion.add_row(name, *map(str, row))
+        confusion.add_row(escape(name), *map(str, row))
     console.print(confusion)

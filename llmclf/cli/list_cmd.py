@@ -12,6 +12,7 @@ from ..registries import ALL
 def list_command(kind: str | None) -> None:
     """List registered datasets, balancers, padding policies and backbones."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(soft_wrap=True)
@@ -22,5 +23,5 @@ def list_command(kind: str | None) -> None:
         table.add_column("description")
         table.add_column("from", style="dim")
         for entry in registry.entries():
-            table.add_row(entry.name, entry.description, entry.source)
+            table.add_row(escape(entry.name), escape(entry.description), escape(entry.source))
         console.print(table)

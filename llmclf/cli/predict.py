@@ -14,6 +14,8 @@ from ..data.readers import STDIN_FORMATS
 if TYPE_CHECKING:
     from ..training.reporting import Reporter
 
+FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
+
 
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
@@ -40,9 +42,9 @@ if TYPE_CHECKING:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    type=click.Choice(FORMATS),
     default=None,
-    help="Output format [by --output's suffix (.json, .jsonl, .csv), else table].",
+    help="Output format [by --output's suffix: .json, .jsonl or .csv; table without --output].",
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="Write predictions to this file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -100,9 +102,7 @@ def predict_command(
     from ..prediction_io import PredictionWriter, cut_summary, predict_chunks
     from ..training.reporting import Phase
 
-    if fmt is None:
-        suffix = Path(output).suffix.lstrip(".") if output else ""
-        fmt = suffix if suffix in ("json", "jsonl", "csv") else "table"
+    fmt = fmt or _format_of(output)
     chunks = (  # options are checked here, before the model loads; the file is read lazily
         [list(texts)]
         if texts
@@ -152,3 +152,21 @@ def _progress(quiet: bool, *, to_stdout: bool) -> tuple[Reporter, IO[str] | None
         console = Console()
         return RichReporter(console), ConsoleStream(console)
     return RichReporter(), None
+
+
+FILE_FORMATS = ("json", "jsonl", "csv")  # what --output's suffix can choose
+
+
+def _format_of(output: str | None) -> str:
+    """The format --output's suffix names (table without --output); refuse any other suffix."""
+    if not output:
+        return "table"
+    suffix = Path(output).suffix.lower().lstrip(".")
+    if suffix in FILE_FORMATS:
+        return suffix
+    named = f"suffix .{suffix}" if suffix else "no suffix"
+    raise click.UsageError(
+        f"--output {output} has {named}, which names no output format; name the file "
+        f"{', '.join('.' + f for f in FILE_FORMATS)}, or pass --format "
+        f"{'|'.join(FORMATS)} to write that format under any name"
+    )

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,14 +32,14 @@ class RichReporter(Reporter):
     def _on_data(self, report: dict[str, Any]) -> None:
         table = Table(title="data", title_justify="left", show_header=False, show_edge=False)
         for key, value in report.items():
-            table.add_row(str(key), _flat(value))
+            table.add_row(escape(str(key)), escape(_flat(value)))
         self.console.print(table)
 
     def _on_message(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]")
 
     def _on_model(self, trainable: int, total: int, policy: str, cache: str) -> None:
-        self.console.print(f"trainable parameters: {trainable:,} of {total:,} ({policy})")
+        self.console.print(f"trainable parameters: {trainable:,} of {total:,} ({escape(policy)})")
 
     def _on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.progress = Progress(
@@ -152,7 +153,7 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
     for split, m in metrics.items():
         auc = m.get("roc_auc")
         table.add_row(
-            split,
+            escape(split),
             str(m.get("n", "")),
             f"{m['accuracy']:.2%}",
             f"{m['macro_f1']:.3f}",
@@ -167,4 +168,6 @@ def _flat(value: Any) -> str:
         return ", ".join(f"{k}: {_flat(v)}" for k, v in value.items())
     if isinstance(value, list | tuple):
         return ", ".join(_flat(v) for v in value)
+    if isinstance(value, float):  # 0.6666666666666666 -> 0.667
+        return f"{value:.3f}".rstrip("0").rstrip(".")
     return str(value)

@@ -24,13 +24,13 @@ class Balanced:
     class_weights: list[float] | None = None
 
 
-@balancers.register("none")
+@balancers.register("none", builtin=True)
 def none(frame: pd.DataFrame, *, seed: int) -> Balanced:
     """Keep every row as it is."""
     return Balanced(frame)
 
 
-@balancers.register("undersample")
+@balancers.register("undersample", builtin=True)
 def undersample(frame: pd.DataFrame, *, seed: int) -> Balanced:
     """Sample every class down to the smallest (the book's default; seeded)."""
     import pandas as pd
@@ -44,7 +44,7 @@ def undersample(frame: pd.DataFrame, *, seed: int) -> Balanced:
     )
 
 
-@balancers.register("oversample")
+@balancers.register("oversample", builtin=True)
 def oversample(frame: pd.DataFrame, *, seed: int) -> Balanced:
     """Repeat rows of smaller classes, sampled with replacement, up to the largest (seeded)."""
     import pandas as pd
@@ -59,7 +59,7 @@ def oversample(frame: pd.DataFrame, *, seed: int) -> Balanced:
     return Balanced(pd.concat(parts))
 
 
-@balancers.register("class-weight")
+@balancers.register("class-weight", builtin=True)
 def class_weight(frame: pd.DataFrame, *, seed: int) -> Balanced:
     """Keep every row; weight the loss by inverse class frequency (mean weight 1 per row)."""
     counts = frame["label"].value_counts()

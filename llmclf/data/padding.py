@@ -122,7 +122,7 @@ class PaddingPolicy:
         return f"{type(self).__name__}(cap={self.cap}, length={self.length})"
 
 
-@padding.register("pad-batch")
+@padding.register("pad-batch", builtin=True)
 class PadBatch(PaddingPolicy):
     """Pad each batch to its longest text (dynamic padding; the default)."""
 
@@ -132,7 +132,7 @@ class PadBatch(PaddingPolicy):
         return max(lengths)
 
 
-@padding.register("pad-dataset")
+@padding.register("pad-dataset", builtin=True)
 class PadDataset(PaddingPolicy):
     """Pad every text to the longest training text (the book's); longer texts are cut to it."""
 
@@ -150,7 +150,7 @@ class PadDataset(PaddingPolicy):
         return self._learned()
 
 
-@padding.register("truncate-batch")
+@padding.register("truncate-batch", builtin=True)
 class TruncateBatch(PaddingPolicy):
     """Cut each batch to its shortest text (depends on the batch: training refuses it)."""
 
@@ -161,7 +161,7 @@ class TruncateBatch(PaddingPolicy):
         return min(lengths)
 
 
-@padding.register("truncate-dataset")
+@padding.register("truncate-dataset", builtin=True)
 class TruncateDataset(PaddingPolicy):
     """Cut every text to --max-length tokens and pad it to that width (the book's)."""
 

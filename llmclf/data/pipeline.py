@@ -171,7 +171,7 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
                 "put copies of a row in both training and test; set balance_scope='train' "
                 "(--balance-scope train)"
             )
-        ids = _split(spec, balanced.frame, labels)
+        ids = _split(spec, balanced.frame, labels, before=len(table))
     else:
         ids = _split(spec, table, labels)
         balanced = _balance(balancer, spec, table.loc[ids["train"]], len(labels))
@@ -283,10 +283,21 @@ def _balance(balancer: object, spec: DataSpec, frame: pd.DataFrame, n_labels: in
     return result
 
 
-def _split(spec: DataSpec, frame: pd.DataFrame, labels: LabelMap) -> dict[str, list[int]]:
-    parts = stratified_split(
-        frame.index.tolist(), frame["label"].tolist(), spec.split, spec.seed, labels.names
-    )
+def _split(
+    spec: DataSpec, frame: pd.DataFrame, labels: LabelMap, before: int | None = None
+) -> dict[str, list[int]]:
+    """Split ``frame``; ``before``: its rows before balancing, named in a too-small error."""
+    try:
+        parts = stratified_split(
+            frame.index.tolist(), frame["label"].tolist(), spec.split, spec.seed, labels.names
+        )
+    except DataError as exc:
+        if before is None or before == len(frame):
+            raise
+        raise DataError(
+            f"{exc} (balance {spec.balance!r} left {len(frame)} of {before} rows; "
+            "--balance-scope train balances only the training split)"
+        ) from None
     return dict(zip(SPLITS, parts, strict=True))
 
 

@@ -35,6 +35,7 @@ TABLE_FORMATS = {
 TEXT_FORMATS = {**TABLE_FORMATS, ".txt": "txt"}
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
 _DELIMITER_NAMES = {",": "commas", "\t": "tabs"}
+_FIELD_SIZE_LIMIT = 1 << 30  # characters in one csv field: long documents are fine
 STDIN_FORMATS = ("txt", "csv", "tsv", "jsonl")
 
 
@@ -255,11 +256,10 @@ def _parse_csv(
     lines: Iterable[str], source: Path | str, delimiter: str, keep_blank: bool
 ) -> Iterator[tuple[int, list[str]]]:
     """`_csv_records` of lines that keep their line ends (as a file opened with newline="")."""
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long documents are fine
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     start = 1
     try:
-        for row in reader:
+        for row in _long_fields(reader):
             if row or keep_blank:
                 yield start, row
             start = reader.line_num + 1
@@ -269,6 +269,23 @@ def _parse_csv(
             'quotes around fields that hold quotes, delimiters or newlines and double the " '
             "inside them"
         ) from None
+
+
+def _long_fields(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """``reader``'s rows, parsed with room for long documents (1 GiB fields).
+
+    ``csv.field_size_limit`` is process-wide, so it is raised only while this reader parses a
+    record and put back before each row is handed on: other csv users never see it changed.
+    """
+    while True:
+        previous = csv.field_size_limit(max(csv.field_size_limit(), _FIELD_SIZE_LIMIT))
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        finally:
+            csv.field_size_limit(previous)
+        yield row
 
 
 # ----- json / jsonl ----------------------------------------------------------------------

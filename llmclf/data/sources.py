@@ -36,7 +36,9 @@ SMS_LABELS = ("ham", "spam")
 PARTS = ("train", "validation", "test")
 
 
-@datasets.register("sms", description="SMS Spam Collection (UCI): 5,574 text messages, ham/spam")
+@datasets.register(
+    "sms", description="SMS Spam Collection (UCI): 5,574 text messages, ham/spam", builtin=True
+)
 def sms() -> pd.DataFrame:
     """SMS Spam Collection (UCI): 5,574 text messages, ham/spam.
 

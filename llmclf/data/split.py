@@ -49,7 +49,9 @@ def stratified_split(
         members.setdefault(label, []).append(row)
     classes = sorted(members)
     counts = [len(members[c]) for c in classes]
-    needed = [1, 1 if totals[1] > 0 else 0, 1 if totals[2] > 0 else 0]  # training always
+    # every split with a fraction > 0 needs each class, however few rows there are: a split
+    # asked for is never silently empty (an empty validation split makes "best" meaningless)
+    needed = [1, int(fractions[1] > 0), int(fractions[2] > 0)]
     _check_feasible(n, totals, classes, counts, needed, names)
 
     train = _apportion(
@@ -95,7 +97,7 @@ def _check_feasible(
         if need and total < len(classes):
             raise DataError(
                 f"the {name} split gets {total} of {n} rows, fewer than the {len(classes)} "
-                f"classes; add rows or give {name} a larger fraction"
+                f"classes; add rows, or give {name} a larger fraction (or 0: no {name} split)"
             )
 
 

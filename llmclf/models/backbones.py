@@ -9,7 +9,8 @@ attributes describe it without building::
     builder.assets            # the files `llmclf download gpt2-small` fetches
     model = builder(weights="pretrained")   # or "random", or a path to model.safetensors
 
-Built-ins register exactly as a plugin registers its own size::
+Built-ins register as a plugin registers its own size (they add ``builtin=True``, so
+``llmclf list`` tells them apart)::
 
     mini = GPT2Builder("gpt2-mini", n_layer=4, n_embd=256, n_head=4)
     llmclf.backbones.register("gpt2-mini", mini, description="GPT-2, 4 layers, 256 wide")
@@ -175,7 +176,7 @@ def _register(
     **sizes: Any,
 ) -> None:
     builder = GPT2Builder(name, url=url, sha256=sha256, size=size, **sizes)
-    backbones.register(name, builder, description=description)
+    backbones.register(name, builder, description=description, builtin=True)
 
 
 _register(

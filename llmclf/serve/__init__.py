@@ -61,16 +61,22 @@ class ServeConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
 
     def __post_init__(self) -> None:
+        if isinstance(self.run, os.PathLike):
+            object.__setattr__(self, "run", os.fspath(self.run))
+        if not isinstance(self.run, str) or not self.run.strip():
+            raise ConfigError(f"run: must be a run directory path, got {self.run!r}")
         for name in ("workers", "max_batch", "max_chars"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+        if not _is_int(self.port) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port: must be an integer in 0..65535, got {self.port!r}")
-        if self.device not in DEVICES:
+        if not isinstance(self.device, str) or self.device not in DEVICES:
             raise ConfigError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if not str(self.host).strip():
-            raise ConfigError("host: must be a non-empty address such as 127.0.0.1")
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ConfigError(
+                f"host: must be a non-empty address such as 127.0.0.1, got {self.host!r}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -78,6 +84,10 @@ class ServeConfig:
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
         return cls(**json.loads(text))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def create_app(
@@ -117,6 +127,7 @@ def serve(config: ServeConfig) -> None:
         return
     # Several processes: each worker builds its own app (and model) from the environment.
     check_run_dir(config.run)
+    _warn_if_unfinished(Path(config.run))  # once here; the workers keep quiet about it
     os.environ[CONFIG_ENV] = config.to_json()
     uvicorn.run(
         "llmclf.serve.app:app_from_environment",
@@ -155,6 +166,18 @@ def check_run_dir(run: str | Path) -> None:
     for name in (ckpt.MANIFEST_FILE, ckpt.MODEL_FILE):
         if not (run / name).is_file():
             raise CheckpointError(f"{run / name} is missing; is {run} a complete llmclf run?")
+
+
+def _warn_if_unfinished(run: Path) -> None:
+    import warnings
+
+    from ..errors import UnfinishedRunWarning
+    from ..inference import unfinished_message
+    from ..training import checkpoint as ckpt
+
+    manifest = ckpt.read_json(run / ckpt.MANIFEST_FILE)
+    if isinstance(manifest, dict) and not manifest.get("complete", True):
+        warnings.warn(unfinished_message(run, manifest), UnfinishedRunWarning, stacklevel=3)
 
 
 __all__ = [

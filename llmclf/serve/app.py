@@ -11,7 +11,9 @@ Endpoints
 
 Errors are JSON ``{"detail": "one line"}``: 422 for malformed JSON or wrong types (with the
 validation ``errors`` too), 413 for more texts than ``max_batch``, a text longer than
-``max_chars``, or a body larger than those two limits allow.
+``max_chars``, or a body larger than those two limits allow. ``/openapi.json`` states the limits
+(``maxItems``, ``maxLength``) and every status each endpoint returns, so a request valid by the
+schema is accepted.
 
 Inference runs in a worker thread (the event loop keeps answering ``/health`` meanwhile), one
 request at a time under a lock: PyTorch's own threads parallelise each batch, and requests never
@@ -23,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import LlmclfError
-from ..inference import Classifier
+from ..errors import LlmclfError, UnfinishedRunWarning
+from ..inference import Classifier, unfinished_message
 from . import CONFIG_ENV, DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, EXTRA_HINT, ServeConfig
 
 try:
@@ -37,7 +40,7 @@ try:
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, create_model
     from starlette.concurrency import run_in_threadpool
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # the optional extra is not installed
@@ -87,7 +90,7 @@ class Limits(BaseModel):
 
 
 class InfoResponse(BaseModel):
-    """What is being served."""
+    """What is being served (``complete`` is false for a run whose training never finished)."""
 
     labels: list[str]
     backbone: str
@@ -97,6 +100,10 @@ class InfoResponse(BaseModel):
     trained_with: str = Field(description="The llmclf that trained it.")
     model_sha256: str | None = Field(description="sha256 of model.safetensors (null if unknown).")
     limits: Limits
+    complete: bool = Field(True, description="False when the run's training never finished.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What a client should know about the model served."
+    )
 
 
 class HealthResponse(BaseModel):
@@ -111,6 +118,29 @@ class ValidationErrorResponse(ErrorResponse):
     errors: list[dict[str, Any]] = Field(
         description="Every validation error, as FastAPI lists them."
     )
+
+
+def _request_model(max_batch: int, max_chars: int) -> type[PredictRequest]:
+    """`PredictRequest` whose schema states this server's limits (over them: 413, not 422)."""
+    limits = {"maxItems": max_batch, "items": {"type": "string", "maxLength": max_chars}}
+    field = Field(
+        description=f"Texts to classify: at most {max_batch} (--max-batch), each at most "
+        f"{max_chars} characters (--max-chars).",
+        json_schema_extra=limits,  # documented only: the handler answers 413 over them
+    )
+    return create_model("PredictRequest", __base__=PredictRequest, texts=(list[str], field))
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error statuses an endpoint can return, with their bodies, for the OpenAPI schema."""
+    known: dict[int, dict[str, Any]] = {
+        413: {
+            "model": ErrorResponse,
+            "description": "Over --max-batch, --max-chars or the body size.",
+        },
+        422: {"model": ValidationErrorResponse, "description": "Malformed JSON or wrong types."},
+    }
+    return {code: known[code] for code in codes}
 
 
 # ----- the app ------------------------------------------------------------------------------
@@ -141,6 +171,7 @@ def create_app(
         classifier,
         fingerprint,
         Limits(max_batch=max_batch, max_chars=max_chars, max_body_bytes=max_body),
+        run_dir,
     )
     page = resources.files(__package__).joinpath("index.html").read_text(encoding="utf-8")
     lock = threading.Lock()
@@ -163,21 +194,16 @@ def create_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/health", response_model=HealthResponse)
+    @app.get("/health", response_model=HealthResponse, responses=_responses(413))
     async def health() -> HealthResponse:
         """Liveness: the model is loaded and the server answers."""
         return HealthResponse()
 
-    @app.get("/info", response_model=InfoResponse)
+    @app.get("/info", response_model=InfoResponse, responses=_responses(413))
     async def get_info() -> InfoResponse:
         """What is being served: labels, backbone, versions, model fingerprint, limits."""
         return info
 
-    @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        responses={413: {"model": ErrorResponse}, 422: {"model": ValidationErrorResponse}},
-    )
     async def predict(body: PredictRequest) -> dict[str, Any]:
         """Classify ``texts``: one prediction per text, in the same order."""
         texts = body.texts
@@ -196,6 +222,9 @@ def create_app(
             return {"predictions": []}
         return {"predictions": await run_in_threadpool(run_model, texts)}
 
+    # the body's model is built for these limits, so the schema states them
+    predict.__annotations__["body"] = _request_model(max_batch, max_chars)
+    app.post("/predict", response_model=PredictResponse, responses=_responses(413, 422))(predict)
     return app
 
 
@@ -209,9 +238,11 @@ def app_from_environment() -> FastAPI:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-    return create_app(
-        config.run, max_batch=config.max_batch, max_chars=config.max_chars, device=config.device
-    )
+    with warnings.catch_warnings():  # `serve` said it once, not once per worker
+        warnings.simplefilter("ignore", UnfinishedRunWarning)
+        return create_app(
+            config.run, max_batch=config.max_batch, max_chars=config.max_chars, device=config.device
+        )
 
 
 def model_sha256(run_dir: Path) -> str:
@@ -225,8 +256,15 @@ def model_sha256(run_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _info(classifier: Classifier, fingerprint: str | None, limits: Limits) -> InfoResponse:
+def _info(
+    classifier: Classifier, fingerprint: str | None, limits: Limits, run_dir: str | Path | None
+) -> InfoResponse:
     base = classifier.info()
+    notes = (
+        []
+        if classifier.complete
+        else [unfinished_message(run_dir or "the run", classifier.manifest)]
+    )
     return InfoResponse(
         labels=base["labels"],
         backbone=base["backbone"],
@@ -236,6 +274,8 @@ def _info(classifier: Classifier, fingerprint: str | None, limits: Limits) -> In
         trained_with=base["llmclf_version"],
         model_sha256=fingerprint,
         limits=limits,
+        complete=classifier.complete,
+        warnings=notes,
     )
 
 

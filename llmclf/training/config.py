@@ -8,6 +8,8 @@ AdamW (lr 5e-5, weight decay 0.1), 5 epochs of batch 8, evaluation every 50 step
 from __future__ import annotations
 
 import json
+import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +22,23 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 BALANCE_SCOPES = ("all", "train")
 SAVE_POLICIES = ("best", "last")
 CACHE_POLICIES = ("auto", "off")
+_STRINGS = (  # fields that hold a name or a path
+    "dataset",
+    "text_column",
+    "label_column",
+    "encoding",
+    "balance",
+    "balance_scope",
+    "padding",
+    "backbone",
+    "weights",
+    "pooling",
+    "trainable",
+    "device",
+    "precision",
+    "cache",
+    "save",
+)
 
 
 @dataclass(frozen=True)
@@ -101,11 +120,15 @@ class TrainConfig:
     output: str | None = None  # run directory; default runs/<dataset>[-N]
 
     def __post_init__(self) -> None:
+        for name in ("dataset", "weights", "output"):  # paths may come as pathlib.Path
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if isinstance(self.split, list):
             object.__setattr__(self, "split", tuple(self.split))
+        self._check_types()
         _check(len(self.split) == 3, "split", "needs three fractions: train, validation, test")
         _check(
-            all(isinstance(f, int | float) and f >= 0 for f in self.split)
+            all(f >= 0 for f in self.split)
             and self.split[0] > 0
             and abs(sum(self.split) - 1.0) < 1e-6,
             "split",
@@ -113,15 +136,13 @@ class TrainConfig:
         )
         for name in ("epochs", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
-            _check(
-                isinstance(value, int) and value >= 1,
-                name,
-                f"must be an integer >= 1, got {value!r}",
-            )
+            _check(value >= 1, name, f"must be an integer >= 1, got {value!r}")
         for name in ("max_length", "early_stopping", "eval_batches"):
             value = getattr(self, name)
-            ok = value is None or (isinstance(value, int) and value >= 1)
-            _check(ok, name, f"must be an integer >= 1 or null, got {value!r}")
+            _check(
+                value is None or value >= 1, name, f"must be an integer >= 1 or null, got {value!r}"
+            )
+        _check(0 <= self.seed < 2**32, "seed", f"must be in 0..2**32-1, got {self.seed}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
@@ -140,8 +161,46 @@ class TrainConfig:
         except (LlmclfError, ValueError) as exc:
             raise ConfigError(f"trainable: {exc}") from None
         for name in ("dataset", "backbone", "weights", "balance", "padding"):
+            _check(getattr(self, name).strip(), name, "must be a non-empty string")
+
+    def _check_types(self) -> None:
+        """Every field has its declared type (a config file's ``"no"`` is not a boolean)."""
+        for name in _STRINGS:
             value = getattr(self, name)
-            _check(isinstance(value, str) and value.strip(), name, "must be a non-empty string")
+            _check(isinstance(value, str), name, f"must be a string, got {value!r}")
+        _check(
+            self.output is None or isinstance(self.output, str),
+            "output",
+            f"must be a directory path (a string) or null, got {self.output!r}",
+        )
+        for name in ("dedupe", "bucket"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, bool),
+                name,
+                f"must be true or false (a JSON/TOML boolean, unquoted), got {value!r}",
+            )
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "seed"):
+            value = getattr(self, name)
+            _check(_is_int(value), name, f"must be an integer, got {value!r}")
+        for name in ("max_length", "early_stopping", "eval_batches"):
+            value = getattr(self, name)
+            _check(
+                value is None or _is_int(value), name, f"must be an integer or null, got {value!r}"
+            )
+        for name in ("lr", "weight_decay", "dropout"):
+            value = getattr(self, name)
+            _check(_is_number(value), name, f"must be a finite number (unquoted), got {value!r}")
+        _check(
+            self.grad_clip is None or _is_number(self.grad_clip),
+            "grad_clip",
+            f"must be a finite number or null, got {self.grad_clip!r}",
+        )
+        _check(
+            isinstance(self.split, tuple) and all(_is_number(f) for f in self.split),
+            "split",
+            f"must be three numbers (train, validation, test), got {self.split!r}",
+        )
 
     # ----- JSON / TOML ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +210,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be an object of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -201,6 +262,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def _check(ok: object, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{field}: {message}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _choice(config: TrainConfig, field: str, choices: tuple[str, ...]) -> None:

@@ -11,17 +11,15 @@ from ..assets import atomic_path
 def plot_curves(history: list[dict[str, Any]], path: Path) -> str | None:
     """Draw the curves into ``path``; return a note instead when matplotlib is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: the user's backend stays as it is
     except ImportError:
         return "curves.png skipped: install matplotlib (pip install 'llmclf[plot]')"
     if not history:
         return None
     steps = [row for row in history if row["kind"] == "step"] or history
     epochs = [row for row in history if row["kind"] == "epoch"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     seen = [row["examples_seen"] for row in steps]
     ax_loss.plot(seen, [row["train_loss"] for row in steps], label="train")
     ax_loss.plot(seen, [row["val_loss"] for row in steps], linestyle="-.", label="validation")
@@ -34,6 +32,5 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> str | None:
     ax_acc.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=100)  # a Figure draws with its own Agg canvas
     return None

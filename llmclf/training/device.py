@@ -9,9 +9,28 @@ import torch
 
 from ..errors import ConfigError
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def check_device(name: object) -> str:
+    """``name`` if it is auto, cpu, cuda, cuda:N or mps; else a one-line `ConfigError`."""
+    base, _, index = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if name in DEVICES or (base == "cuda" and index.isdigit()):
+        return name  # type: ignore[return-value]
+    raise ConfigError(f"device: must be one of {', '.join(DEVICES)} (or cuda:N), got {name!r}")
+
+
+def check_precision(precision: object) -> str:
+    """``precision`` if it is one of `PRECISIONS`; else a one-line `ConfigError`."""
+    if isinstance(precision, str) and precision in PRECISIONS:
+        return precision
+    raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
+    check_device(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,6 +57,7 @@ def cpu_has_fast_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
+    check_precision(precision)
     if precision == "fp32":
         return None
     if precision == "auto":

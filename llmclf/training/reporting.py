@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -90,14 +91,15 @@ class MultiReporter(Reporter):
 
 
 class JsonLinesReporter(Reporter):
-    """Writes one JSON object per event: ``{"event": name, ...payload}``."""
+    """Writes one JSON object per event: ``{"event": name, "time": ISO-8601 UTC, ...payload}``."""
 
     def __init__(self, target: str | Path | IO[str]) -> None:
         self._owns = isinstance(target, str | Path)
         self._file: IO[str] = open(target, "w", encoding="utf-8") if self._owns else target  # type: ignore[arg-type]  # noqa: SIM115
 
     def event(self, name: str, **data: Any) -> None:
-        self._file.write(json.dumps({"event": name, **data}, default=str) + "\n")
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._file.write(json.dumps({"event": name, "time": stamp, **data}, default=str) + "\n")
         self._file.flush()
 
     def close(self) -> None:

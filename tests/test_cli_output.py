@@ -1,0 +1,146 @@
+"""What the CLI prints: user strings as they are, rounded numbers, refused output formats."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+from helpers import tiny_fit_args
+
+from llmclf.assets import atomic_path
+from llmclf.cli import main
+
+LABELS = {"[urgent]": ["fire", "smoke", "flood", "alarm"], "[bold]normal": ["lunch", "chair"]}
+
+
+@pytest.fixture(scope="module")
+def bracket_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result, Path]:
+    """A fit, not quiet, of labels that look like rich markup, with --log-json, class weights
+    (30 vs 20 rows) and matplotlib missing. Returns (run, result, log)."""
+    from conftest import SHARED_DATA
+
+    root = tmp_path_factory.mktemp("brackets")
+    rng = random.Random(0)
+    rows = [
+        {"text": " ".join([*rng.sample(words, 2), "please", "today"]), "label": label}
+        for label, words in LABELS.items()
+        for _ in range(30 if label == "[urgent]" else 20)
+    ]
+    data = root / "brackets.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    run, log = root / "run", root / "events.jsonl"
+    args = [a for a in tiny_fit_args(data, run) if a != "--quiet"]
+    args += ["--balance", "class-weight", "--log-json", str(log)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
+        mp.setenv("LLMCLF_OFFLINE", "1")
+        mp.setitem(sys.modules, "matplotlib.figure", None)  # import fails: not installed
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return run, result, log
+
+
+def test_labels_with_brackets_print_as_they_are(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """Rich markup ate them: "[urgent], [bold]normal" printed as "normal," (issue 12.12)."""
+    _, result, _ = bracket_fit
+    assert "[bold]normal, [urgent]" in result.stderr  # the data report's label list
+
+
+def test_the_plot_extra_hint_keeps_its_brackets(bracket_fit: tuple[Path, Result, Path]) -> None:
+    _, result, _ = bracket_fit
+    assert "pip install 'llmclf[plot]'" in result.stderr
+
+
+def test_class_weights_print_rounded(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """Weights 50 / (2 * 30) and 50 / (2 * 20) printed with 17 digits."""
+    run, result, _ = bracket_fit
+    weights = json.loads((run / "llmclf.json").read_text())["data"]["class_weights"]
+    assert weights[1] == pytest.approx(0.8333333333333334)  # saved at full precision
+    assert "0.833" in result.stderr and "1.25" in result.stderr
+    assert not re.search(r"\d\.\d{4,}", result.stderr), result.stderr
+
+
+def test_log_json_events_carry_utc_timestamps(bracket_fit: tuple[Path, Result, Path]) -> None:
+    _, _, log = bracket_fit
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert events and all("time" in event for event in events)
+    times = [datetime.fromisoformat(event["time"]) for event in events]
+    assert all(t.utcoffset() is not None and t.utcoffset().total_seconds() == 0 for t in times)
+    assert times == sorted(times)
+
+
+def test_evaluate_prints_labels_and_the_confusion_title_whole(
+    bracket_fit: tuple[Path, Result, Path],
+) -> None:
+    run, _, _ = bracket_fit
+    result = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "confusion (rows: true, columns: predicted)" in [line.strip() for line in lines]
+    assert sum("[urgent]" in line for line in lines) >= 3  # per class, confusion header and row
+    assert sum("[bold]normal" in line for line in lines) >= 3
+
+
+def test_list_prints_descriptions_with_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmclf
+
+    monkeypatch.setattr(llmclf.datasets, "_entries", dict(llmclf.datasets._entries))
+    llmclf.datasets.register("beta-tickets", lambda: None, description="[beta] [red]tickets")
+    result = CliRunner().invoke(main, ["list", "datasets"])
+    assert "[beta] [red]tickets" in result.stdout
+
+
+# ----- predict --output ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["p.xlsx", "p.txt", "predictions"])
+def test_predict_refuses_an_output_suffix_that_names_no_format(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path, name: str
+) -> None:
+    """p.xlsx silently got the terminal table (texts cut with "...", no probabilities)."""
+    run, _, _ = bracket_fit
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["predict", str(run), "fire alarm", "--output", str(out)])
+    assert result.exit_code == 2
+    assert "names no output format" in result.stderr
+    assert ".json, .jsonl, .csv, or pass --format table|json|jsonl|csv" in result.stderr
+    assert not out.exists()
+
+
+def test_predict_writes_any_name_with_an_explicit_format(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    run, _, _ = bracket_fit
+    out = tmp_path / "p.txt"
+    args = ["predict", str(run), "fire alarm", "--output", str(out), "--format", "csv"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0].startswith("text,label,score,p_")
+
+
+def test_an_unwritable_output_names_the_users_path(
+    bracket_fit: tuple[Path, Result, Path],
+) -> None:
+    """The error named the temporary file: /proc/.p.csv.sfuw0g3y.tmp."""
+    run, _, _ = bracket_fit
+    result = CliRunner().invoke(main, ["predict", str(run), "fire", "--output", "/proc/p.csv"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: /proc/p.csv: ")
+    assert ".tmp" not in result.stderr
+
+
+def test_atomic_path_errors_name_the_destination(tmp_path: Path) -> None:
+    with pytest.raises(OSError) as info, atomic_path(Path("/proc/p.csv")):
+        pass
+    assert info.value.filename == "/proc/p.csv"
+    target = tmp_path / "a-directory"
+    (target / "inside").mkdir(parents=True)  # replacing a non-empty directory fails
+    with pytest.raises(OSError) as info, atomic_path(target) as tmp:
+        tmp.write_text("x")
+    assert info.value.filename == str(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-directory"]  # no temporary file left
