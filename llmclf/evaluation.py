@@ -1,4 +1,8 @@
-"""Score a saved run on its own test split (the exact rows it was tested on) or a whole dataset."""
+"""Score a saved run on its own test split (the exact rows it was tested on) or a whole dataset.
+
+The rows are read and encoded as in training, and scored by `llmclf.scoring.score`, the function
+that wrote the run's ``metrics.json``: on the same split the two agree.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from .data.pipeline import load_all, load_split
 from .errors import CheckpointError, ConfigError, UsageError
 from .inference import Classifier
+from .scoring import model_logits, score
 from .training.config import TrainConfig
-from .training.metrics import classification_metrics
 from .training.reporting import Phase, Reporter
 from .training.trainer import data_spec
 
@@ -83,11 +84,19 @@ def evaluate_run(
         with Phase(reporter, "data"):
             rows = load_all(spec, labels, classifier.tokenizer, context)
         scope = f"all of {dataset}"
+    # a run saved when llmclf allowed batch-dependent padding is scored one text at a time,
+    # as `Classifier` predicts it
+    size = 1 if classifier.one_at_a_time else batch_size
     with Phase(reporter, "evaluate", total=len(rows)) as phase:
-        probs = classifier.predict_proba(rows.texts, batch_size, progress=phase.advance)
-    targets = torch.tensor(rows.labels, dtype=torch.long)
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), targets).item() if len(rows) else None
-    metrics = classification_metrics(rows.labels, probs.numpy(), classifier.labels, loss=loss)
+        metrics = score(
+            model_logits(classifier.model, classifier.device, classifier.amp_dtype),
+            rows.token_ids,
+            rows.labels,
+            classifier.policy,
+            label_names=classifier.labels,
+            batch_size=size,
+            progress=phase.advance,
+        )
     metrics["scope"] = scope
     return metrics
 

@@ -10,6 +10,7 @@ A batch that does not split evenly (an epoch's last) is weighted by examples, no
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -25,12 +26,12 @@ from ..data.padding import Batch
 from ..data.pipeline import PreparedData, Split
 from ..errors import CheckpointError
 from ..models.classifier import SequenceClassifier
+from ..scoring import local_rows, score
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .device import autocast
 from .distributed import DistContext
 from .features import TrunkCache
-from .metrics import classification_metrics
 from .reporting import Reporter
 
 
@@ -52,11 +53,7 @@ class BatchForward(nn.Module):
 
 def shard(positions: list[int], batch: Batch, ctx: DistContext) -> tuple[list[int], Batch]:
     """This rank's rows of a global batch."""
-    if not ctx.enabled:
-        return positions, batch
-    rows = slice(ctx.rank, None, ctx.world_size)
-    labels = batch.labels[rows] if batch.labels is not None else None
-    return positions[rows], Batch(batch.input_ids[rows], batch.lengths[rows], labels)
+    return local_rows(positions, batch, ctx.rank, ctx.world_size)
 
 
 def rank_loss(
@@ -149,7 +146,6 @@ class TrainingLoop:
             hidden = cache.assemble(positions, batch, self.device)
             return self.forward(hidden, lengths, cache.end_layer)
 
-    @torch.no_grad()
     def evaluate(
         self,
         name: str,
@@ -161,41 +157,25 @@ class TrainingLoop:
         Every rank scores its rows; the results are gathered so all ranks agree.
         ``progress``, when given, is called with 1 after each (global) batch.
         """
+        split: Split = getattr(self.data, name)
         self.model.eval()
-        losses, probs, labels = [], [], []
-        for i, (positions, batch, _) in enumerate(self._batches(name, shuffle=False)):
-            if max_batches is not None and i >= max_batches:
-                break
-            if progress is not None:
-                progress(1)
-            if not positions:
-                continue
-            logits = self._logits(name, positions, batch)
-            y = batch.labels.to(self.device)
-            losses.append(F.cross_entropy(logits.float(), y, reduction="sum").item())
-            probs.append(torch.softmax(logits.float(), dim=-1).cpu())
-            labels.append(batch.labels)
-        self.model.train()
-        gathered = self.ctx.all_gather_objects(
-            (
-                sum(losses),
-                torch.cat(probs) if probs else None,
-                torch.cat(labels) if labels else None,
+        try:
+            metrics = score(
+                partial(self._logits, name),
+                split.token_ids,
+                split.labels,
+                self.policy,
+                label_names=self.data.labels.names,
+                batch_size=self.cfg.batch_size,
+                max_batches=max_batches,
+                group=self.ctx if self.ctx.enabled else None,
+                progress=None if progress is None else lambda _: progress(1),
             )
-        )
-        total_loss = sum(part[0] for part in gathered)
-        all_probs = [part[1] for part in gathered if part[1] is not None]
-        all_labels = [part[2] for part in gathered if part[2] is not None]
-        n = sum(len(y) for y in all_labels)
-        if n == 0:
+        finally:
+            self.model.train()
+        if not metrics["n"]:
             return {"loss": math.nan, "accuracy": math.nan, "metrics": {}}
-        metrics = classification_metrics(
-            torch.cat(all_labels).numpy(),
-            torch.cat(all_probs).numpy(),
-            self.data.labels.names,
-            loss=total_loss / n,
-        )
-        return {"loss": total_loss / n, "accuracy": metrics["accuracy"], "metrics": metrics}
+        return {"loss": metrics["loss"], "accuracy": metrics["accuracy"], "metrics": metrics}
 
     # ----- the loop ---------------------------------------------------------------------------
     def run(self, out: Path, manifest: dict[str, Any]) -> None:
@@ -204,6 +184,7 @@ class TrainingLoop:
         steps = math.ceil(len(self.data.train) / cfg.batch_size)
         for epoch in range(self.epochs_completed, cfg.epochs):
             self.reporter.event("epoch_start", epoch=epoch + 1, epochs=cfg.epochs, steps=steps)
+            started = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             running = []
             for i, (positions, batch, global_labels) in enumerate(
@@ -242,6 +223,7 @@ class TrainingLoop:
                 val_loss=row["val_loss"],
                 val_accuracy=row["val_accuracy"],
                 saved=saved,
+                seconds=round(time.perf_counter() - started, 3),
             )
             if cfg.early_stopping and self.bad_epochs >= cfg.early_stopping:
                 self.reporter.event(

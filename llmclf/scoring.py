@@ -1,0 +1,118 @@
+"""Score a split with a model: the one place a loss and metrics are computed from logits.
+
+`score` is used by the end-of-training metrics and periodic evaluations (`TrainingLoop`), by
+``llmclf evaluate`` (`llmclf.evaluation.evaluate_run`) and by the benchmarks. It walks a split's
+token ids in order, in batches the library builds (`llmclf.data.loaders.batches`), asks a
+"logits for a batch" callable for each batch's logits, and computes the mean cross-entropy and
+the classification metrics. The callable is the seam: `model_logits` runs a whole model; the
+training loop passes one that reads the frozen-trunk cache and goes through DDP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .data.loaders import batches
+from .data.padding import Batch, PaddingPolicy
+from .training.device import autocast
+from .training.metrics import classification_metrics
+
+LogitsFn = Callable[[list[int], Batch], torch.Tensor]
+"""``(positions, batch) -> logits (B, K)``: positions are the batch's rows in the split."""
+
+
+class Group(Protocol):
+    """The processes that score one split together (`llmclf.training.distributed.DistContext`
+    is one): each takes rows ``rank::world_size`` of every batch, then they exchange results."""
+
+    rank: int
+    world_size: int
+
+    def all_gather_objects(self, obj: Any) -> list[Any]: ...
+
+
+def model_logits(
+    model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> LogitsFn:
+    """The `LogitsFn` of a whole model on ``device`` (under autocast to ``amp_dtype``)."""
+
+    def logits(positions: list[int], batch: Batch) -> torch.Tensor:
+        with autocast(device, amp_dtype):
+            return model(batch.input_ids.to(device), batch.lengths.to(device))
+
+    return logits
+
+
+def local_rows(
+    positions: list[int], batch: Batch, rank: int, world_size: int
+) -> tuple[list[int], Batch]:
+    """Rows ``rank::world_size`` of a batch (a process's share of a global batch)."""
+    if world_size == 1:
+        return positions, batch
+    rows = slice(rank, None, world_size)
+    labels = batch.labels[rows] if batch.labels is not None else None
+    return positions[rows], Batch(batch.input_ids[rows], batch.lengths[rows], labels)
+
+
+@torch.no_grad()  # not inference_mode: the training loop's cached states later feed autograd
+def score(
+    logits: LogitsFn,
+    token_ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    policy: PaddingPolicy,
+    *,
+    label_names: Sequence[str],
+    batch_size: int,
+    max_batches: int | None = None,
+    group: Group | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Mean cross-entropy (``loss``) and `classification_metrics` of a split.
+
+    The texts are scored in order, in batches of ``batch_size`` collated by ``policy``; only
+    the first ``max_batches`` batches when given (a periodic evaluation). With ``group``, this
+    process scores its rows of every batch and the results of all processes are gathered, so
+    every process returns the same metrics. ``progress``, when given, is called after each
+    batch with the number of texts in it (all processes' rows). An empty split gives
+    ``{"n": 0, "loss": nan, "accuracy": nan}``. The caller puts the model in eval mode.
+    """
+    rank, world_size = (group.rank, group.world_size) if group is not None else (0, 1)
+    total, probs, targets = 0.0, [], []
+    for i, (positions, batch) in enumerate(
+        batches(token_ids, labels, policy, batch_size, shuffle=False, seed=0)
+    ):
+        if max_batches is not None and i >= max_batches:
+            break
+        size = len(positions)
+        positions, batch = local_rows(list(positions), batch, rank, world_size)
+        if positions:
+            out = logits(positions, batch).float()
+            y = batch.labels.to(out.device)
+            total += F.cross_entropy(out, y, reduction="sum").item()
+            probs.append(torch.softmax(out, dim=-1).cpu())
+            targets.append(batch.labels)
+        if progress is not None:
+            progress(size)
+    parts = [(total, _cat(probs), _cat(targets))]
+    if group is not None:
+        parts = group.all_gather_objects(parts[0])
+    all_targets = [p[2] for p in parts if p[2] is not None]
+    n = sum(len(y) for y in all_targets)
+    if n == 0:
+        return {"n": 0, "loss": math.nan, "accuracy": math.nan}
+    loss = sum(p[0] for p in parts) / n
+    return classification_metrics(
+        torch.cat(all_targets).numpy(),
+        torch.cat([p[1] for p in parts if p[1] is not None]).numpy(),
+        label_names,
+        loss=loss,
+    )
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    return torch.cat(tensors) if tensors else None
