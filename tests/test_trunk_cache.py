@@ -11,9 +11,15 @@ from helpers import Collect, tiny_config, write_topic_csv
 
 import llmclf
 from llmclf import Trainer
+from llmclf.data.padding import PaddingPolicy
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
-from llmclf.training.features import build_trunk_cache, cache_decision, round_width
+from llmclf.training.features import (
+    build_trunk_cache,
+    cache_bytes,
+    cache_decision,
+    round_width,
+)
 
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
@@ -50,15 +56,40 @@ def test_cached_and_uncached_training_give_the_same_losses(
 
 def test_cache_is_off_when_it_would_not_be_exact() -> None:
     common = {"enabled": True, "first_trainable_layer": 1, "dropout": 0.0}
-    assert cache_decision(**common, pooling="last-token", padding="pad-batch")[0]
-    assert not cache_decision(**common, pooling="last", padding="pad-batch")[0]
-    assert not cache_decision(**{**common, "dropout": 0.1}, pooling="mean", padding="pad-batch")[0]
+    batch = llmclf.padding.get("pad-batch")(max_length=None, context_length=40, pad_id=0)
+    fixed = llmclf.padding.get("truncate-dataset")(max_length=8, context_length=40, pad_id=0)
+    assert cache_decision(**common, pooling="last-token", padding=batch)[0]
+    assert not cache_decision(**common, pooling="last", padding=batch)[0]
+    assert cache_decision(**common, pooling="last", padding=fixed)[0]
+    assert not cache_decision(**{**common, "dropout": 0.1}, pooling="mean", padding=batch)[0]
     assert not cache_decision(
-        **{**common, "first_trainable_layer": 0}, pooling="mean", padding="pad-batch"
+        **{**common, "first_trainable_layer": 0}, pooling="mean", padding=batch
     )[0]
-    assert not cache_decision(**{**common, "enabled": False}, pooling="mean", padding="pad-batch")[
-        0
-    ]
+    assert not cache_decision(**{**common, "enabled": False}, pooling="mean", padding=batch)[0]
+
+
+def test_the_cache_asks_the_policy_not_its_name() -> None:
+    """A plugin policy with a fixed width allows the cache under 'last' pooling."""
+
+    class Fixed16(PaddingPolicy):
+        name = "fixed-16"
+        fixed_width = True
+
+        def __init__(self, max_length, context_length, pad_id) -> None:
+            super().__init__(max_length, context_length, pad_id)
+            self.length = min(16, self.cap)
+
+        def keep(self) -> int:
+            return self.length
+
+        def length_for(self, lengths: list[int]) -> int:
+            return self.length
+
+    policy = Fixed16(None, 40, 0)
+    common = {"enabled": True, "first_trainable_layer": 1, "dropout": 0.0}
+    assert cache_decision(**common, pooling="last", padding=policy)[0]
+    # the memory estimate counts every text at the width the policy gives it alone
+    assert cache_bytes([[1, 2], [3] * 30, []], policy, width=8) == 3 * 16 * 8 * 4
 
 
 @pytest.mark.parametrize("pooling", ["last-token", "mean", "first"])
@@ -74,7 +105,7 @@ def test_rounded_batch_widths_leave_the_logits_unchanged(pooling: str) -> None:
     cache = build_trunk_cache(
         model,
         texts,
-        policy.collate,
+        policy,
         2,
         torch.device("cpu"),
         nullcontext,

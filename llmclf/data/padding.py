@@ -50,23 +50,14 @@ class PaddingPolicy:
     width ``T`` (`length_for`)."""
 
     name = "padding-policy"
-    learns_length = False  # True when fit() learns a dataset-wide length
     fixed_width = False  # True when every batch is `length` wide, whatever texts it holds
     batch_dependent = False  # True when a text's kept tokens depend on the other texts
 
     def __init__(self, max_length: int | None, context_length: int, pad_id: int) -> None:
-        if isinstance(context_length, bool) or not isinstance(context_length, int):
-            raise ConfigError(f"context_length must be a positive integer, got {context_length!r}")
-        if context_length < 1:
-            raise ConfigError(f"context_length must be a positive integer, got {context_length!r}")
-        if max_length is not None and (
-            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-        ):
-            raise ConfigError(f"max_length must be a positive integer or None, got {max_length!r}")
+        self.cap = token_cap(max_length, context_length)
         self.max_length = max_length
         self.context_length = context_length
         self.pad_id = pad_id
-        self.cap = min(max_length or context_length, context_length)
         self.length: int | None = None  # learned by fit() for dataset-wide policies
 
     def fit(self, train_lengths: Sequence[int]) -> None:
@@ -77,8 +68,16 @@ class PaddingPolicy:
         return self.cap
 
     def length_for(self, lengths: list[int]) -> int:
-        """The batch length ``T`` for texts of ``lengths`` (each already within `keep`, >= 1)."""
+        """The batch length ``T`` for texts of ``lengths`` (each already within `keep`, >= 1).
+
+        The rule a subclass defines; callers ask `width`."""
         raise NotImplementedError
+
+    def width(self, token_counts: Sequence[int]) -> int:
+        """The width ``T`` of a batch of texts with ``token_counts`` tokens each (before any
+        cut): what `collate` makes of them. ``width([n])`` is a text's width on its own."""
+        keep = self.keep()
+        return self.length_for([max(min(n, keep), 1) for n in token_counts])
 
     def collate(
         self, token_ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None
@@ -90,7 +89,7 @@ class PaddingPolicy:
         rows = [list(ids[:keep]) or [self.pad_id] for ids in token_ids]
         if not rows:
             raise UsageError("collate needs at least one text")
-        t = self.length_for([len(r) for r in rows])
+        t = self.width([len(r) for r in rows])
         real = [min(len(r), t) for r in rows]
         padded = [r[:t] + [self.pad_id] * (t - n) for r, n in zip(rows, real, strict=True)]
         return Batch(
@@ -137,7 +136,6 @@ class PadDataset(PaddingPolicy):
     """Pad every text to the longest training text (the book's); longer texts are cut to it."""
 
     name = "pad-dataset"
-    learns_length = True
     fixed_width = True
 
     def fit(self, train_lengths: Sequence[int]) -> None:
@@ -191,6 +189,25 @@ class TruncateDataset(PaddingPolicy):
             # predictions depended on the batch, so `Classifier` predicts one text at a time.
             self.fixed_width = False
             self.batch_dependent = True
+
+
+def token_cap(max_length: int | None, context_length: int) -> int:
+    """The most tokens of one text any policy keeps: ``max_length``, never past the context.
+
+    Raises `ConfigError` for a ``max_length`` or ``context_length`` that is not a positive
+    integer (``max_length`` may be None: no cap besides the context).
+    """
+    if (
+        isinstance(context_length, bool)
+        or not isinstance(context_length, int)
+        or context_length < 1
+    ):
+        raise ConfigError(f"context_length must be a positive integer, got {context_length!r}")
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise ConfigError(f"max_length must be a positive integer or None, got {max_length!r}")
+    return min(max_length or context_length, context_length)
 
 
 TRUNCATE_DATASET_NEEDS_MAX_LENGTH = (

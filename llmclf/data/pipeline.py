@@ -20,6 +20,7 @@ from .balance import Balanced
 from .clean import Cleaned, clean
 from .clean import fingerprint as fingerprint_of
 from .labels import LabelMap
+from .padding import token_cap
 from .readers import load_texts  # public here: predict reads its inputs through it
 from .report import DataReport
 from .sources import load_source
@@ -237,13 +238,7 @@ def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_len
 
 # ----- steps -----------------------------------------------------------------------------
 def _token_cap(spec: DataSpec, context_length: int) -> int:
-    if (
-        isinstance(context_length, bool)
-        or not isinstance(context_length, int)
-        or context_length < 1
-    ):
-        raise ConfigError(f"context_length must be a positive integer, got {context_length!r}")
-    return min(spec.max_length or context_length, context_length)
+    return token_cap(spec.max_length, context_length)  # the padding policies' cap
 
 
 def _load_clean(spec: DataSpec) -> Cleaned:

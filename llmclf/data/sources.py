@@ -10,7 +10,7 @@ registry stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,21 @@ def is_file_dataset(dataset: str) -> bool:
     )
 
 
+def find_dataset(dataset: str) -> Callable[[], object] | None:
+    """The registered dataset function ``dataset`` names, or None when it names a file.
+
+    Reads nothing; an unknown name is an `UnknownNameError` that suggests the closest.
+    """
+    if is_file_dataset(dataset):
+        return None
+    try:
+        return datasets.get(dataset)
+    except UnknownNameError as exc:
+        raise UnknownNameError(
+            f"{exc}; or pass a path to a .csv, .tsv, .jsonl, .json or .parquet file"
+        ) from None
+
+
 def load_source(
     dataset: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8"
 ) -> pd.DataFrame:
@@ -109,14 +124,9 @@ def load_source(
     """
     from .readers import read_table
 
-    if is_file_dataset(dataset):
+    function = find_dataset(dataset)
+    if function is None:
         return read_table(dataset, text_column, label_column, encoding)
-    try:
-        function = datasets.get(dataset)
-    except UnknownNameError as exc:
-        raise UnknownNameError(
-            f"{exc}; or pass a path to a .csv, .tsv, .jsonl, .json or .parquet file"
-        ) from None
     result = function()
     where = f"dataset {dataset!r}"
     if isinstance(result, Mapping):

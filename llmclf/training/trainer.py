@@ -13,11 +13,12 @@ import torch
 from .. import __version__
 from ..data.padding import check_combination
 from ..data.pipeline import DataSpec, PreparedData, Split, prepare_data
+from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
 from ..models.trainable import TrainableReport, apply_trainable
-from ..registries import backbones, padding
+from ..registries import backbones, balancers, padding
 from . import checkpoint as ckpt
 from . import distributed, rundir
 from .config import TrainConfig
@@ -62,6 +63,16 @@ def data_spec(config: TrainConfig) -> DataSpec:
         dedupe=config.dedupe,
         max_length=config.max_length,
     )
+
+
+def check_names(config: TrainConfig) -> None:
+    """Look up every registry name in ``config`` (padding, balancer, backbone, dataset), so a
+    mistyped one fails at once, before any data is read or any model built; and refuse a
+    padding and pooling that would make predictions depend on their batch."""
+    check_combination(config.padding, config.pooling, config.max_length)
+    balancers.get(config.balance)
+    backbones.get(config.backbone)
+    find_dataset(config.dataset)
 
 
 def default_output_dir(dataset: str, root: Path = Path("runs")) -> Path:
@@ -150,7 +161,7 @@ class Trainer:
     def fit(self, *, overwrite: bool = False) -> Run:
         """Prepare the data, train, evaluate, and write the run directory."""
         cfg = self.config
-        check_combination(cfg.padding, cfg.pooling, cfg.max_length)  # before any data work
+        check_names(cfg)  # before any data work
         out = self.output_dir
         work = self._resume_dir or _new_run_dir(out, overwrite=overwrite)
         self._work_dir = work
@@ -182,6 +193,7 @@ class Trainer:
             backbone = self._build_backbone(builder)
             size = backbone.config
         context_length = size.context_length
+        policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         with Phase(self.reporter, "data"):
             data = prepare_data(data_spec(cfg), tokenizer, context_length)
         if resuming:
@@ -190,7 +202,6 @@ class Trainer:
                 raise CheckpointError(
                     f"the dataset changed since {out} was trained; start a new run instead"
                 )
-        policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         policy.fit([len(ids) for ids in data.train.token_ids])
         self._report_cuts(data, policy)
 
@@ -324,15 +335,11 @@ class Trainer:
             first_trainable_layer=trainable.first_trainable_layer,
             dropout=cfg.dropout,
             pooling=cfg.pooling,
-            padding=cfg.padding,
+            padding=policy,
         )
         if use:
-            counts = [
-                len(policy.collate([ids]).input_ids[0])
-                for name in SPLITS
-                for ids in getattr(data, name).token_ids
-            ]
-            need = cache_bytes(counts, model.backbone.config.n_embd)
+            texts = [ids for name in SPLITS for ids in getattr(data, name).token_ids]
+            need = cache_bytes(texts, policy, model.backbone.config.n_embd)
             budget = int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION)
             if need > budget:
                 use = False
@@ -359,7 +366,7 @@ class Trainer:
                         caches[name] = build_trunk_cache(
                             model,
                             split.token_ids,
-                            policy.collate,
+                            policy,
                             trainable.first_trainable_layer,
                             device,
                             amp,
