@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import recipe
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,13 +92,11 @@ class BookLoop:
         self.global_step = 0  # the book evaluates on the global step count
 
     def _batches(self, name: str, *, shuffle: bool, seed: int = 0):
+        from llmclf.data.loaders import batch_positions
+
         ids, labels = self.splits[name]
-        n = len(ids)
-        groups = (
-            recipe.shuffled_groups(n, self.batch_size, seed)
-            if shuffle
-            else recipe.in_order_groups(n, self.batch_size)
-        )
+        # the same batches as llmclf's loader without bucketing: the book's (a seeded randperm)
+        groups = batch_positions([len(x) for x in ids], self.batch_size, shuffle=shuffle, seed=seed)
         for rows in groups:
             yield (
                 collate([ids[i] for i in rows], self.length),

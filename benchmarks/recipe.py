@@ -1,5 +1,10 @@
 """The recipe's batches and their matrix-product FLOPs, counted on the padded tokens computed.
 
+The batches are the ones llmclf builds: training and evaluation batches come from
+`llmclf.data.loaders.batches` with the run's padding policy (so bucketing, the policy's widths
+and any loader change are counted as they run), the cache build's from
+`llmclf.training.features.cache_batches` / `cache_input`.
+
 A block's forward pass on a (B, T) batch of width C does ``24 C^2`` FLOPs a token in its four
 linear layers (qkv 3C^2, output C^2, MLP 8C^2, times 2 for multiply-add) and ``4 T C`` a token in
 attention (scores and weighted sum, the full T x T square as the kernels compute it). A training
@@ -12,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
+from llmclf.data.loaders import batches
+from llmclf.data.padding import PaddingPolicy
 
 Shape = tuple[int, int]  # (B, T)
 
@@ -43,13 +49,13 @@ def tokens(shapes: Iterable[Shape]) -> int:
     return sum(b * t for b, t in shapes)
 
 
-def padded(lengths: Sequence[int], groups: Iterable[Sequence[int]], fixed: int | None = None):
-    """(B, T) of each batch: padded to its longest text, or to ``fixed`` (the book's)."""
-    return [(len(g), fixed or max(lengths[i] for i in g)) for g in groups]
+def padded(lengths: Sequence[int], groups: Iterable[Sequence[int]]) -> list[Shape]:
+    """(B, T) of each batch padded to its longest text (predict's batches)."""
+    return [(len(g), max(lengths[i] for i in g)) for g in groups]
 
 
 def sorted_groups(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches of texts sorted by length (llmclf's cache build and predict)."""
+    """Batches of texts sorted by length (`llmclf.Classifier.predict`)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -58,11 +64,48 @@ def in_order_groups(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def shuffled_groups(n: int, batch_size: int, seed: int) -> list[list[int]]:
-    """The book's (and llmclf's) shuffled batches: ``randperm`` from a generator seeded
-    ``seed`` (llmclf seeds ``config.seed + epoch``)."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+def loader_shapes(
+    token_ids: Sequence[Sequence[int]],
+    policy: PaddingPolicy,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    bucket: bool = False,
+    max_batches: int | None = None,
+) -> list[Shape]:
+    """(B, T) of each batch `llmclf.data.loaders.batches` builds (the first ``max_batches``)."""
+    shapes = []
+    for i, (_, batch) in enumerate(
+        batches(
+            token_ids,
+            None,
+            policy,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            bucket=bucket,
+        )
+    ):
+        if max_batches is not None and i >= max_batches:
+            break
+        b, t = batch.input_ids.shape
+        shapes.append((b, t))
+    return shapes
+
+
+def cache_shapes(token_ids: Sequence[Sequence[int]], policy: PaddingPolicy) -> list[Shape]:
+    """(B, T) of each batch the frozen-trunk cache build runs (fp32: widths not rounded)."""
+    from llmclf.training.features import cache_batches, cache_input
+
+    shapes = []
+    for chunk in cache_batches([len(ids) for ids in token_ids]):
+        ids, _ = cache_input(policy, [token_ids[i] for i in chunk])
+        b, t = ids.shape
+        shapes.append((b, t))
+    return shapes
 
 
 @dataclass
@@ -80,24 +123,34 @@ class Recipe:
     @classmethod
     def of(
         cls,
-        lengths: dict[str, Sequence[int]],  # token counts of train / validation / test
+        splits: dict[str, Sequence[Sequence[int]]],  # token ids of train / validation / test
+        policy: PaddingPolicy,  # fitted, as the run used it
         epochs: int,
         *,
-        fixed: int | None = None,
         batch_size: int = 8,
+        bucket: bool = False,
         eval_every: int = 50,
         eval_batches: int = 5,
         seed: int = 123,
     ) -> Recipe:
         def evaluation(name: str, batches: int | None) -> list[Shape]:
-            groups = in_order_groups(len(lengths[name]), batch_size)[:batches]
-            return padded(lengths[name], groups, fixed)
+            return loader_shapes(
+                splits[name], policy, batch_size, shuffle=False, max_batches=batches
+            )
 
-        n = len(lengths["train"])
+        n = len(splits["train"])
         steps = -(-n // batch_size)
         return cls(
             train=[
-                padded(lengths["train"], shuffled_groups(n, batch_size, seed + e), fixed)
+                loader_shapes(
+                    splits["train"],
+                    policy,
+                    batch_size,
+                    shuffle=True,
+                    seed=seed,
+                    epoch=e,
+                    bucket=bucket,
+                )
                 for e in range(epochs)
             ],
             periodic=evaluation("train", eval_batches) + evaluation("validation", eval_batches),
@@ -109,7 +162,7 @@ class Recipe:
             cache=[
                 s
                 for name in ("train", "validation", "test")
-                for s in padded(lengths[name], sorted_groups(lengths[name], 32))
+                for s in cache_shapes(splits[name], policy)
             ],
         )
 

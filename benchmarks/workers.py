@@ -10,7 +10,6 @@ import resource
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,17 @@ def _shape(backbone: str) -> dict[str, int]:
     from llmclf import backbones
 
     c = backbones.get(backbone).config
-    return {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head}
+    return {
+        "n_layer": c.n_layer,
+        "n_embd": c.n_embd,
+        "n_head": c.n_head,
+        "context_length": c.context_length,
+    }
+
+
+def _model_shape(shape: dict[str, int]) -> dict[str, int]:
+    """The keyword arguments of `hf_reference.build_model`."""
+    return {k: shape[k] for k in ("n_layer", "n_embd", "n_head")}
 
 
 # ----- matmul peak -------------------------------------------------------------------------------
@@ -77,7 +86,8 @@ def matmul_peak(params: dict[str, Any]) -> dict[str, Any]:
 
 # ----- llmclf fit --------------------------------------------------------------------------------
 class _Clock:
-    """A Reporter that notes when each event happened; wraps the cache build to time it."""
+    """A Reporter that keeps every event with the time it arrived; the phases' and epochs'
+    own durations come in the events (``phase_end`` and ``epoch_end`` carry ``seconds``)."""
 
     def __init__(self) -> None:
         from llmclf.training.reporting import Reporter
@@ -88,34 +98,31 @@ class _Clock:
 
         self.events: list[tuple[str, float, dict]] = []
         self.reporter = Timed()
-        self.cache_seconds = 0.0
 
     def times(self, name: str) -> list[float]:
         return [t for n, t, _ in self.events if n == name]
 
-    @contextmanager
-    def timing_cache_build(self):
-        """Time every call of the Trainer's ``build_trunk_cache`` (behaviour unchanged)."""
-        import llmclf.training.trainer as trainer_module
+    def data(self, name: str) -> list[dict[str, Any]]:
+        return [d for n, _, d in self.events if n == name]
 
-        original = trainer_module.build_trunk_cache
+    def phase_seconds(self, phase: str) -> float:
+        return sum(d["seconds"] for d in self.data("phase_end") if d["phase"] == phase)
 
-        def timed(*args: Any, **kwargs: Any):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.cache_seconds += time.perf_counter() - start
 
-        trainer_module.build_trunk_cache = timed
-        try:
-            yield
-        finally:
-            trainer_module.build_trunk_cache = original
+def _run_policy(run_dir: str | Path):
+    """The padding policy a run trained with (fitted), rebuilt from its ``llmclf.json``."""
+    import json
+
+    from llmclf.data.padding import policy_from_state
+
+    manifest = json.loads((Path(run_dir) / "llmclf.json").read_text())
+    context = manifest["backbone"]["config"]["context_length"]
+    return policy_from_state(manifest["padding"], context, manifest["tokenizer"]["pad_id"])
 
 
 def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
-    """llmclf's default recipe through the public API, timed phase by phase.
+    """llmclf's default recipe through the public API, timed phase by phase from the reporter's
+    events (nothing inside llmclf is patched).
 
     With fewer ``epochs`` than ``target_epochs`` the rest is projected from the mean epoch:
     setup + cache build + target_epochs x epoch + final evaluation and checkpoint.
@@ -132,33 +139,42 @@ def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
         precision=params["precision"],
         output=params["output"],
     )
-    with clock.timing_cache_build():
-        start = time.perf_counter()
-        run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
-        total = time.perf_counter() - start
-    starts, ends = clock.times("epoch_start"), clock.times("epoch_end")
-    epoch_s = [b - a for a, b in zip(starts, ends, strict=True)]
-    setup = starts[0] - start - clock.cache_seconds
-    final = total - (ends[-1] - start)
+    start = time.perf_counter()
+    run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
+    total = time.perf_counter() - start
+    epoch_s = [d["seconds"] for d in clock.data("epoch_end")]
+    cache_s = clock.phase_seconds("trunk cache")
+    setup = clock.times("epoch_start")[0] - start - cache_s
+    final = total - (clock.times("epoch_end")[-1] - start)
     target = params["target_epochs"]
     mean_epoch = sum(epoch_s) / len(epoch_s)
-    cache_note = next(d["cache"] for n, _, d in clock.events if n == "model")
+    cache_note = clock.data("model")[0]["cache"]
     cached = cache_note.startswith("frozen-trunk cache on")
 
-    # the work done, for GFLOP/s: the same batches llmclf's loader makes
+    # the work done, for GFLOP/s: the batches llmclf's loader builds with the run's policy
     data, shape = _data(params), _shape(params["backbone"])
-    plan = recipe.Recipe.of(_lengths(data), target, seed=config.seed)
+    splits = {name: getattr(data, name).token_ids for name in SPLITS}
+    plan = recipe.Recipe.of(
+        splits,
+        _run_policy(run.output_dir),
+        target,
+        batch_size=config.batch_size,
+        bucket=config.bucket,
+        eval_every=config.eval_every,
+        eval_batches=config.eval_batches,
+        seed=config.seed,
+    )
     width, n_layer = shape["n_embd"], shape["n_layer"]
     top, at = (1 if cached else n_layer), _pooled_top()
     return {
         "epochs_run": len(epoch_s),
         "setup_s": setup,
-        "cache_s": clock.cache_seconds,
+        "cache_s": cache_s,
         "epoch_s": epoch_s,
         "final_s": final,
         "fit5_s": total
         if len(epoch_s) == target
-        else setup + clock.cache_seconds + final + mean_epoch * target,
+        else setup + cache_s + final + mean_epoch * target,
         "projected": len(epoch_s) != target,
         "cache": cache_note,
         "test_accuracy": run.metrics["test"]["accuracy"],
@@ -189,13 +205,20 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
     _threads(params)
     import hf_reference as ref
 
+    from llmclf.data.padding import get_policy
+
     data, shape = _data(params), _shape(params["backbone"])
     lengths = _lengths(data)
     fixed = max(lengths["train"]) if params["padding"] == "book" else None
-    plan = recipe.Recipe.of(lengths, params["target_epochs"], fixed=fixed)
-    splits = {name: (getattr(data, name).token_ids, getattr(data, name).labels) for name in SPLITS}
-    model = ref.build_model(num_labels=len(data.labels), **shape)
-    loop = ref.BookLoop(model, splits, fixed)
+    # the book pads every text to the longest training text (pad-dataset), else per batch
+    policy = get_policy(
+        "pad-dataset" if fixed else "pad-batch", None, shape["context_length"], ref.PAD_ID
+    )
+    policy.fit(lengths["train"])
+    splits = {name: getattr(data, name).token_ids for name in SPLITS}
+    plan = recipe.Recipe.of(splits, policy, params["target_epochs"])
+    model = ref.build_model(num_labels=len(data.labels), **_model_shape(shape))
+    loop = ref.BookLoop(model, {n: (s, getattr(data, n).labels) for n, s in splits.items()}, fixed)
 
     start = time.perf_counter()
     n_batches, k = len(plan.train[0]), params.get("sample_steps")
@@ -277,7 +300,7 @@ def predict_hf(params: dict[str, Any]) -> dict[str, Any]:
 
     sets = _predict_sets(params)
     clf = Classifier.load(params["run_dir"], device="cpu")
-    model = ref.build_model(num_labels=len(clf.labels), **_shape(params["backbone"]))
+    model = ref.build_model(num_labels=len(clf.labels), **_model_shape(_shape(params["backbone"])))
     ref.load_llmclf_weights(model, clf.model)
     tokenizer, batch_size = clf.tokenizer, params["batch_size"]
     del clf

@@ -59,7 +59,13 @@ class RichReporter(Reporter):
             self.progress.update(self.task, completed=step, loss=f"{loss:.3f}")
 
     def _on_epoch_end(
-        self, epoch: int, train_loss: float, val_loss: float, val_accuracy: float, saved: bool
+        self,
+        epoch: int,
+        train_loss: float,
+        val_loss: float,
+        val_accuracy: float,
+        saved: bool,
+        seconds: float = 0.0,
     ) -> None:
         self.close()
         mark = " (saved)" if saved else ""

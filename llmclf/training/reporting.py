@@ -7,7 +7,8 @@ Events (with their keyword payloads):
 - ``model(trainable, total, policy, cache)``: parameter counts.
 - ``epoch_start(epoch, epochs, steps)`` / ``step(epoch, step, loss)``.
 - ``evaluation(row)``: one history row (step, examples seen, losses, accuracies).
-- ``epoch_end(epoch, train_loss, val_loss, val_accuracy, saved)``.
+- ``epoch_end(epoch, train_loss, val_loss, val_accuracy, saved, seconds)``: ``seconds`` is the
+  epoch's wall time, from ``epoch_start`` to this event (steps, evaluations and saving).
 - ``done(output_dir, metrics)``.
 
 Slow phases (`fit`, `predict`, `evaluate` all emit them; see `Phase`):
