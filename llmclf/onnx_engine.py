@@ -20,7 +20,7 @@ from torch import nn
 from .data.padding import policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import AssetError, CheckpointError, ConfigError
-from .export import read_record
+from .export import RECORD_FILE, read_record
 from .export.onnx_graph import INPUTS, MODEL_FILE, OUTPUT
 from .training.device import check_device
 
@@ -93,17 +93,22 @@ def load_export(
             "quantize=None, or use engine='torch' on the run directory"
         )
     manifest = record.get("run")
-    if not isinstance(manifest, dict):
-        raise CheckpointError(f"{path / 'llmclf_export.json'} has no run manifest; export again")
     try:
         tokenizer = Tokenizer.from_dir(path)
     except AssetError as exc:
         raise CheckpointError(f"{path}: tokenizer files are missing or corrupt ({exc})") from None
-    context = manifest["backbone"]["config"]["context_length"]
-    policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+    try:
+        context = manifest["backbone"]["config"]["context_length"]
+        policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+        pooling, labels = manifest["pooling"], list(manifest["labels"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(
+            f"{path / RECORD_FILE}: its run manifest is damaged ({type(exc).__name__}: {exc}); "
+            "export the run again"
+        ) from None
     session = _session(path / MODEL_FILE, device)
-    model = OnnxClassifierModel(session, manifest["pooling"], len(manifest["labels"]))
-    return cls(model, tokenizer, policy, manifest["labels"], manifest, torch.device("cpu"), None)
+    model = OnnxClassifierModel(session, pooling, len(labels))
+    return cls(model, tokenizer, policy, labels, manifest, torch.device("cpu"), None)
 
 
 def _session(model_file: Path, device: str) -> Any:

@@ -109,7 +109,7 @@ def test_transformers_loads_every_weight_and_the_labels(
     assert model.config.pad_token_id == 50256
     assert {p.name for p in exports["lora-hf"].iterdir()} == HF_FILES
     # the same logits, not only the same probabilities (the head's bias is folded, not dropped)
-    batch = clf.policy.collate(clf._encode(TEXTS[:1]))
+    batch = clf.policy.collate([clf.tokenizer.encode(TEXTS[0])])
     with torch.inference_mode():
         want = clf.model(batch.input_ids, batch.lengths)
         got = model(input_ids=batch.input_ids).logits
@@ -258,12 +258,27 @@ def test_engine_mistakes_say_what_to_do(runs: dict[str, Path], exports: dict[str
         Classifier.load(exports["plain-onnx"], engine="tensorrt")
 
 
+def test_a_damaged_export_record_is_a_checkpoint_error(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exports["plain-onnx"], copy)
+    record = json.loads((copy / RECORD_FILE).read_text())
+    (copy / RECORD_FILE).write_text(json.dumps({**record, "run": {"labels": ["a"]}}))
+    with pytest.raises(CheckpointError, match="damaged"):
+        Classifier.load(copy, engine="onnxruntime")
+
+
 def test_a_missing_extra_names_it(
-    exports: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    runs: dict[str, Path], exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     with pytest.raises(LlmclfError, match=r"pip install 'llmclf\[export\]'"):
         Classifier.load(exports["plain-onnx"], engine="onnxruntime")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(LlmclfError, match=r"pip install 'llmclf\[export\]'"):
+        export_run(runs["plain"], tmp_path / "out", format="onnx")
+    assert not (tmp_path / "out").exists()
 
 
 # ----- the output directory ---------------------------------------------------------------------
