@@ -51,6 +51,10 @@ class CheckpointError(LlmclfError):
     """A run directory that is missing files or cannot be loaded."""
 
 
+class ExportError(LlmclfError):
+    """A run that cannot be exported in the format asked for; the message says why."""
+
+
 class LlmclfWarning(UserWarning):
     """Something the user should know that does not stop the work (the CLI prints one line)."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import onnx_engine
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import AssetError, CheckpointError, ConfigError, UnfinishedRunWarning, UsageError
@@ -90,6 +91,7 @@ class Classifier:
         device: str = "auto",
         precision: str = "fp32",
         quantize: str | None = None,
+        engine: str = "torch",
     ) -> Classifier:
         """Rebuild the model in ``run_dir``. Never unpickles; never touches the network.
 
@@ -98,6 +100,8 @@ class Classifier:
             precision: fp32 | bf16 | fp16 | auto (bf16 where the device is fast at it).
             quantize: ``"int8"``: dynamic int8 quantisation of the linear layers (CPU only);
                 faster on most CPUs at a small accuracy cost (``benchmarks/`` measures it).
+            engine: ``"torch"``, or ``"onnxruntime"`` for a directory written by
+                ``llmclf export RUN --format onnx`` (see `llmclf.onnx_engine`).
 
         Raises `ConfigError` for a bad argument, `CheckpointError` for a run directory that is
         incomplete, or whose ``llmclf.json`` does not match its weights. Warns
@@ -105,6 +109,9 @@ class Classifier:
         """
         if not isinstance(run_dir, str | os.PathLike):
             raise ConfigError(f"run_dir: must be a directory path, got {run_dir!r}")
+        if engine != "torch" or onnx_engine.is_export(run_dir):
+            kwargs = {"device": device, "precision": precision, "quantize": quantize}
+            return onnx_engine.load_export(cls, run_dir, engine=engine, **kwargs)
         check_device(device)
         check_precision(precision)
         if quantize is not None and quantize not in QUANTIZE_SCHEMES:

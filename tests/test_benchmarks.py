@@ -47,3 +47,27 @@ def test_compare_smoke_runs_every_measurement(tmp_path: Path) -> None:
     for key in ("fit-llmclf fp32", "fit-llmclf auto", "fit-hf book", "fit-hf batch"):
         assert results[key]["fit5_s"] > 0
     assert results["fit-llmclf fp32"]["cache"].startswith("frozen-trunk cache on")
+
+
+EXPORT_SPEED = ROOT / "benchmarks" / "export_speed.py"
+RATIOS_LINE = re.compile(
+    r"onnxruntime_vs_fp32=\d+\.\d\d onnxruntime_vs_bf16=\d+\.\d\d onnxruntime_vs_int8=\d+\.\d\d"
+)
+
+
+@pytest.mark.slow
+def test_export_speed_smoke_measures_every_engine(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    figures = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(EXPORT_SPEED), "--smoke", "--threads", "1", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert RATIOS_LINE.fullmatch(proc.stdout.strip().splitlines()[-1])
+    results = json.loads(figures.read_text())["results"]
+    assert set(results) == {"fp32", "bf16", "int8", "onnxruntime"}
+    assert results["onnxruntime"]["max_prob_diff_vs_fp32"] <= 1e-4  # the same model

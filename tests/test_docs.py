@@ -27,6 +27,7 @@ PAGES = [
     "guides/downloads/index.html",
     "guides/reproducibility/index.html",
     "guides/distributed/index.html",
+    "guides/export/index.html",
     "reference/cli/index.html",
     "reference/api/index.html",
     "benchmarks/index.html",

@@ -93,13 +93,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _add_commands() -> None:
     from .download import download_command
     from .evaluate import evaluate_command
+    from .export import export_command
     from .fit import fit_command
     from .list_cmd import list_command
     from .predict import predict_command
     from .serve import serve_command
 
     commands = (fit_command, evaluate_command, predict_command, serve_command, list_command)
-    for command in (*commands, download_command):
+    for command in (*commands, export_command, download_command):
         main.add_command(command)
 
 

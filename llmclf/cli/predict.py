@@ -69,6 +69,13 @@ FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
     default=None,
     help="Dynamic int8 quantisation of the linear layers (CPU).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["torch", "onnxruntime"]),
+    default="torch",
+    show_default=True,
+    help="onnxruntime: RUN is a directory written by llmclf export --format onnx.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def predict_command(
     run: str,
@@ -84,6 +91,7 @@ def predict_command(
     device: str,
     precision: str,
     quantize: str | None,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Predict labels for TEXTS, or for every row of --file.
@@ -120,7 +128,9 @@ def predict_command(
         if screen is not None:
             stack.callback(screen.close)  # before the bar goes
         with Phase(reporter, "load model"):
-            classifier = Classifier.load(run, device=device, precision=precision, quantize=quantize)
+            classifier = Classifier.load(
+                run, device=device, precision=precision, quantize=quantize, engine=engine
+            )
         out = screen or sys.stdout
         if output:  # written beside, renamed on success: a failed run leaves no partial file
             tmp = stack.enter_context(atomic_path(Path(output)))
