@@ -27,9 +27,11 @@ PAGES = [
     "guides/downloads/index.html",
     "guides/reproducibility/index.html",
     "guides/distributed/index.html",
+    "deployment/index.html",
     "reference/cli/index.html",
     "reference/api/index.html",
     "benchmarks/index.html",
+    "architecture/index.html",
     "changelog/index.html",
 ]
 
@@ -92,6 +94,15 @@ def test_api_reference_is_generated_from_docstrings(site: Path) -> None:
         "llmclf.inference.Prediction",
         "llmclf.registry.Registry",
         "LlmclfError",
+        # the extension points the guides tell users to implement or use
+        "llmclf.data.padding.PaddingPolicy",
+        "llmclf.data.balance.Balancer",
+        "llmclf.models.backbones.GPT2Builder",
+        "llmclf.models.gpt2.GPT2Config",
+        "llmclf.models.classifier.SequenceClassifier",
+        "llmclf.data.spec.DataSpec",
+        "llmclf.serve.create_app",
+        "llmclf.serve.ServeConfig",
     ):
         assert name in text, name
     # a docstring's first line, so the page is not just headings
