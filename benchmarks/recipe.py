@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from llmclf.options import SPLITS
+
 Shape = tuple[int, int]  # (B, T)
 
 
@@ -105,10 +107,10 @@ class Recipe:
                 (e + 1) * steps // eval_every - e * steps // eval_every for e in range(epochs)
             ],
             epoch_end=evaluation("train", eval_batches) + evaluation("validation", None),
-            final=[s for name in ("train", "validation", "test") for s in evaluation(name, None)],
+            final=[s for name in SPLITS for s in evaluation(name, None)],
             cache=[
                 s
-                for name in ("train", "validation", "test")
+                for name in SPLITS
                 for s in padded(lengths[name], sorted_groups(lengths[name], 32))
             ],
         )
