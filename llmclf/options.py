@@ -39,8 +39,11 @@ __all__ = [
     "check_precision",
     "check_split",
     "check_type",
+    "default_of",
     "flag",
     "option",
+    "show_default",
+    "type_name",
 ]
 
 
@@ -98,7 +101,13 @@ def show_default(f: Field[Any]) -> str:
 def check_fields(spec: Any) -> None:
     """Check every field of the dataclass instance ``spec`` against its declared type."""
     for f in fields(spec):
-        check_type(f.name, getattr(spec, f.name), str(f.type))
+        check_type(f.name, getattr(spec, f.name), type_name(f))
+
+
+def type_name(f: Field[Any]) -> str:
+    """A field's annotation as written: ``int``, ``float | None``, ``tuple[float, float, float]``
+    (whether or not its module uses ``from __future__ import annotations``)."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
 def check_type(name: str, value: object, annotation: str) -> None:

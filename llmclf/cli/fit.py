@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..options import flag, show_default
+from ..options import flag, show_default, type_name
 from ..training.config import config_fields
 
 _TYPES: dict[str, click.ParamType] = {
@@ -43,7 +43,7 @@ def config_option(f: Field[Any]) -> click.Option:
     The option's own default is None (not given), so a ``--config`` file's value is kept.
     """
     meta = f.metadata
-    annotation = str(f.type).removesuffix(" | None")
+    annotation = type_name(f).removesuffix(" | None")
     help_text = f"{meta['help']}  [default: {show_default(f)}]"
     if annotation == "bool":
         name = flag(f.name)
