@@ -76,6 +76,8 @@ def test_cli_reference_lists_every_fit_option(site: Path) -> None:
     assert len(names) > 30, names
     missing = [name for name in names if not re.search(rf"{re.escape(name)}(?![\w-])", text)]
     assert not missing, f"options of llmclf fit missing from the CLI reference: {missing}"
+    flat = " ".join(text.split())
+    assert "[default: pad-batch]" in flat  # defaults come from the config fields
 
 
 def test_cli_reference_has_every_command(site: Path) -> None:
