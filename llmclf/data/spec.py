@@ -24,22 +24,8 @@ from ..options import (
 class DataSpec:
     """What data to train on and how to prepare it. Plain values only, so it saves as JSON.
 
-    Attributes:
-        dataset: a registered dataset name, or a csv/tsv/jsonl/json/parquet file.
-        text_column: the text column of a file dataset.
-        label_column: the label column of a file dataset.
-        encoding: the encoding of a file dataset.
-        balance: balancer name: none, undersample, oversample, class-weight.
-        balance_scope: ``all`` balances then splits (the book's); ``train`` balances only the
-            training split, so validation and test keep the real class ratio.
-        split: train / validation / test fractions.
-        dedupe: drop duplicate texts before splitting (the first stays).
-        padding: padding policy: pad-batch, pad-dataset, truncate-dataset (needs
-            max_length). `Trainer.fit` refuses one that would make a prediction depend on
-            its batch (truncate-batch, or ``last`` pooling without a fixed width).
-        max_length: cap on tokens per text (never above the backbone's context length).
-        bucket: length-bucketed training batches.
-        seed: seeds the split, the shuffling and the head's initialisation.
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
     """
 
     dataset: str = option(
@@ -67,7 +53,8 @@ class DataSpec:
     padding: str = option(
         "pad-batch",
         "Padding policy: pad-batch (per batch), pad-dataset (to the longest training text, "
-        "the book's), truncate-dataset (cut and pad to --max-length), or a plugin's.",
+        "the book's), truncate-dataset (cut and pad to --max-length), or a plugin's; fit "
+        "refuses one that would make a prediction depend on its batch.",
         metavar="NAME",
     )
     max_length: int | None = option(

@@ -55,12 +55,8 @@ __all__ = [
 class ModelChoice:
     """Which backbone, with which weights, pooled how, and which parameters train (names).
 
-    Attributes:
-        backbone: backbone registry name, e.g. gpt2-small.
-        weights: ``pretrained``, ``random``, or a path to a safetensors file or directory.
-        pooling: last, last-token, first, mean.
-        trainable: head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A.
-        dropout: dropout rate during training.
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
     """
 
     backbone: str = option(
@@ -101,16 +97,8 @@ class ModelChoice:
 class OptimSpec:
     """How the trainable parameters are optimised (AdamW) and how often progress is measured.
 
-    Attributes:
-        epochs: passes over the training split.
-        batch_size: the global batch size (split across processes under torchrun).
-        grad_accum: batches per optimizer step.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        grad_clip: clip the gradient norm to this value (None: no clipping).
-        early_stopping: stop after this many epochs without a better validation loss.
-        eval_every: optimizer steps between the evaluations recorded in history.csv.
-        eval_batches: batches per periodic evaluation (None: the whole split).
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
     """
 
     epochs: int = option(5, "Passes over the training split.")
@@ -148,12 +136,8 @@ class OptimSpec:
 class RuntimeSpec:
     """Where and how the run executes, and what it keeps.
 
-    Attributes:
-        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.
-        precision: fp32, bf16, fp16, or auto (bf16 where the device is fast at it).
-        cache: ``auto`` uses the frozen-trunk cache whenever it is exact; ``off`` never does.
-        save: keep the ``best`` model by validation loss, or the ``last``.
-        output: the run directory (default ``runs/<dataset>``, made unique).
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
     """
 
     device: str = option(
