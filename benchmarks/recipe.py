@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from llmclf.data.loaders import batches
 from llmclf.data.padding import PaddingPolicy
+from llmclf.options import SPLITS
 
 Shape = tuple[int, int]  # (B, T)
 
@@ -158,12 +159,8 @@ class Recipe:
                 (e + 1) * steps // eval_every - e * steps // eval_every for e in range(epochs)
             ],
             epoch_end=evaluation("train", eval_batches) + evaluation("validation", None),
-            final=[s for name in ("train", "validation", "test") for s in evaluation(name, None)],
-            cache=[
-                s
-                for name in ("train", "validation", "test")
-                for s in cache_shapes(splits[name], policy)
-            ],
+            final=[s for name in SPLITS for s in evaluation(name, None)],
+            cache=[s for name in SPLITS for s in cache_shapes(splits[name], policy)],
         )
 
     def evaluations(self, epoch: int) -> list[Shape]:

@@ -16,7 +16,7 @@ from typing import Any
 import recipe
 import torch
 
-SPLITS = ("train", "validation", "test")
+from llmclf.options import SPLITS
 
 
 def peak_rss_mib() -> float:

@@ -28,9 +28,11 @@ PAGES = [
     "guides/reproducibility/index.html",
     "guides/distributed/index.html",
     "guides/export/index.html",
+    "deployment/index.html",
     "reference/cli/index.html",
     "reference/api/index.html",
     "benchmarks/index.html",
+    "architecture/index.html",
     "changelog/index.html",
 ]
 
@@ -75,6 +77,8 @@ def test_cli_reference_lists_every_fit_option(site: Path) -> None:
     assert len(names) > 30, names
     missing = [name for name in names if not re.search(rf"{re.escape(name)}(?![\w-])", text)]
     assert not missing, f"options of llmclf fit missing from the CLI reference: {missing}"
+    flat = " ".join(text.split())
+    assert "[default: pad-batch]" in flat  # defaults come from the config fields
 
 
 def test_cli_reference_has_every_command(site: Path) -> None:
@@ -93,6 +97,15 @@ def test_api_reference_is_generated_from_docstrings(site: Path) -> None:
         "llmclf.inference.Prediction",
         "llmclf.registry.Registry",
         "LlmclfError",
+        # the extension points the guides tell users to implement or use
+        "llmclf.data.padding.PaddingPolicy",
+        "llmclf.data.balance.Balancer",
+        "llmclf.models.backbones.GPT2Builder",
+        "llmclf.models.gpt2.GPT2Config",
+        "llmclf.models.classifier.SequenceClassifier",
+        "llmclf.data.spec.DataSpec",
+        "llmclf.serve.create_app",
+        "llmclf.serve.ServeConfig",
     ):
         assert name in text, name
     # a docstring's first line, so the page is not just headings

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ..options import DEVICES
+
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False))
@@ -22,7 +24,7 @@ import click
 @click.option("--label-column", help="Label column of a --dataset file [the run's].")
 @click.option("--encoding", help="Encoding of a --dataset file [the run's, utf-8].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )

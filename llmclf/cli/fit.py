@@ -1,76 +1,77 @@
-"""``llmclf fit``: options -> TrainConfig -> Trainer.fit()."""
+"""``llmclf fit``: options -> TrainConfig -> Trainer.fit().
+
+The config options are not written here: each `TrainConfig` field becomes one option, named,
+typed, documented and constrained by the field's declaration (`config_option`).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from dataclasses import Field
 from typing import Any
 
 import click
 
-# option name -> (type, help). Every TrainConfig field a user sets from the command line.
-FIT_OPTIONS: list[tuple[str, Any, str]] = [
-    ("dataset", str, "Registered dataset name or a csv/tsv/jsonl/json/parquet file [sms]."),
-    ("text-column", str, "Text column of a file dataset [text]."),
-    ("label-column", str, "Label column of a file dataset [label]."),
-    ("encoding", str, "Encoding of a file dataset [utf-8]."),
-    ("balance", str, "Balancer: none, undersample, oversample, class-weight [undersample]."),
-    (
-        "balance-scope",
-        click.Choice(["all", "train"]),
-        "Balance the whole set before splitting (book) or the training split only [all].",
-    ),
-    ("split", str, "Train/validation/test fractions, e.g. 0.7,0.1,0.2."),
-    ("dedupe/--no-dedupe", None, "Drop duplicate texts before splitting [no]."),
-    (
-        "padding",
-        str,
-        "Padding policy: pad-batch (per batch) [default], pad-dataset (pad to the longest "
-        "training text, the book's), truncate-dataset (cut and pad to --max-length).",
-    ),
-    ("max-length", int, "Cap on tokens per text (never above the context length)."),
-    ("bucket/--no-bucket", None, "Length-bucketed training batches [no]."),
-    ("backbone", str, "Backbone: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny."),
-    ("weights", str, "pretrained, random, or a path to a model.safetensors (or its directory)."),
-    ("pooling", click.Choice(["last", "last-token", "first", "mean"]), "Pooling [last-token]."),
-    (
-        "trainable",
-        str,
-        "head, last-block (default), last-blocks:N, all, lora, or lora:r=R,alpha=A.",
-    ),
-    ("dropout", float, "Dropout rate [0.0]."),
-    ("epochs", int, "Epochs [5]."),
-    ("batch-size", int, "Batch size [8]."),
-    ("grad-accum", int, "Gradient accumulation steps [1]."),
-    ("lr", float, "AdamW learning rate [5e-5]."),
-    ("weight-decay", float, "AdamW weight decay [0.1]."),
-    ("grad-clip", float, "Clip the gradient norm to this value."),
-    ("early-stopping", int, "Stop after this many epochs without a better validation loss."),
-    ("eval-every", int, "Steps between evaluations recorded in history.csv [50]."),
-    ("eval-batches", int, "Batches per periodic evaluation [5]."),
-    ("seed", int, "Random seed [123]."),
-    ("device", click.Choice(["auto", "cpu", "cuda", "mps"]), "Device [auto]."),
-    ("precision", click.Choice(["fp32", "bf16", "fp16", "auto"]), "Autocast precision [fp32]."),
-    ("cache", click.Choice(["auto", "off"]), "Frozen-trunk cache when exact [auto]."),
-    (
-        "save",
-        click.Choice(["best", "last"]),
-        "Keep the best model by validation loss, or the last.",
-    ),
-    ("output", click.Path(file_okay=False), "Run directory [runs/<dataset>]."),
-]
+from ..options import flag, show_default, type_name
+from ..training.config import config_fields
+
+_TYPES: dict[str, click.ParamType] = {
+    "str": click.STRING,
+    "int": click.INT,
+    "float": click.FLOAT,
+}
 
 
-def _add_fit_options(command: Any) -> Any:
-    for name, type_, help_text in reversed(FIT_OPTIONS):
-        if type_ is None:  # boolean flag pair
-            command = click.option(f"--{name}", default=None, help=help_text)(command)
-        else:
-            command = click.option(f"--{name}", type=type_, default=None, help=help_text)(command)
-    return command
+class CommaSeparatedFloats(click.ParamType):
+    """``0.7,0.1,0.2`` -> ``[0.7, 0.1, 0.2]``."""
+
+    name = "floats"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, list | tuple):
+            return list(value)
+        try:
+            return [float(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r}; give comma-separated numbers like 0.7,0.1,0.2", param, ctx)
+
+
+def config_option(f: Field[Any]) -> click.Option:
+    """The option of config field ``f``: its flag, type or choices, help, shown default.
+
+    The option's own default is None (not given), so a ``--config`` file's value is kept.
+    """
+    meta = f.metadata
+    annotation = type_name(f).removesuffix(" | None")
+    help_text = f"{meta['help']}  [default: {show_default(f)}]"
+    if annotation == "bool":
+        name = flag(f.name)
+        return click.Option([f"{name}/--no-{name[2:]}"], default=None, help=help_text)
+    if meta.get("choices"):
+        param_type: click.ParamType = click.Choice(meta["choices"])
+    elif annotation.startswith("tuple["):
+        param_type = CommaSeparatedFloats()
+    else:
+        param_type = _TYPES[annotation]
+    return click.Option(
+        [flag(f.name)], type=param_type, default=None, help=help_text, metavar=meta.get("metavar")
+    )
+
+
+def config_options(fields: Iterable[Field[Any]]) -> Any:
+    """A decorator adding `config_option` of each of ``fields`` to a Click command."""
+
+    def add(command: Any) -> Any:
+        params = getattr(command, "__click_params__", [])
+        command.__click_params__ = params + [config_option(f) for f in reversed(list(fields))]
+        return command
+
+    return add
 
 
 @click.command("fit")
-@_add_fit_options
+@config_options(config_fields())
 @click.option(
     "--config",
     "config_file",
@@ -123,8 +124,6 @@ def fit_command(
         else:
             fields = read_config_file(config_file) if config_file else {}
             fields.update({k: v for k, v in options.items() if v is not None})
-            if isinstance(fields.get("split"), str):
-                fields["split"] = _parse_split(fields["split"])
             trainer = Trainer(TrainConfig.from_dict(fields), reporter=reporter)
         run = trainer.fit(overwrite=overwrite)
     except KeyboardInterrupt:
@@ -142,13 +141,3 @@ def fit_command(
         summary += f"; {split} accuracy {test['accuracy']:.4f}"
     if not process_rank():  # under torchrun: once, not once per rank
         click.echo(summary)
-
-
-def _parse_split(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}; give three fractions like 0.7,0.1,0.2", param_hint="--split"
-        ) from None
-    return values

@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from ..data.readers import STDIN_FORMATS
+from ..options import DEVICES, PRECISIONS
 
 if TYPE_CHECKING:
     from ..training.reporting import Reporter
@@ -55,10 +56,10 @@ FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
     show_default=True,
     help="Rows of --file read at a time (memory stays flat).",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="Autocast precision for inference.",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..serve import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, DEVICES
+from ..options import DEVICES
+from ..serve import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS
 
 
 @click.command("serve")

@@ -8,7 +8,7 @@ the frame's index (the row ids), so a run can record exactly which rows it train
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..registries import balancers
 
@@ -22,6 +22,18 @@ class Balanced:
 
     frame: pd.DataFrame
     class_weights: list[float] | None = None
+
+
+class Balancer(Protocol):
+    """What a balancer is: a callable registered in ``llmclf.balancers``.
+
+    It takes the rows to balance (columns ``text`` and ``label``, label ids; the index is the
+    row ids) and the run's seed, and returns a `Balanced`: rows of its input with their index
+    kept (repeats allowed, for oversampling), and optionally one loss weight per label id. A
+    plain function with this signature is a balancer; so is an object with this ``__call__``.
+    """
+
+    def __call__(self, frame: pd.DataFrame, *, seed: int) -> Balanced: ...
 
 
 @balancers.register("none", builtin=True)

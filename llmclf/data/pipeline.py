@@ -7,14 +7,13 @@ rebuilds exactly the rows a run used; ``load_all`` reads a whole dataset for eva
 
 from __future__ import annotations
 
-import codecs
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, UsageError
+from ..errors import DataError, UsageError
+from ..options import SPLITS
 from ..registries import balancers
 from .balance import Balanced
 from .clean import Cleaned, clean
@@ -24,7 +23,8 @@ from .padding import token_cap
 from .readers import load_texts  # public here: predict reads its inputs through it
 from .report import DataReport
 from .sources import load_source
-from .split import SPLITS, stratified_split
+from .spec import DataSpec  # the data part of a TrainConfig (config.data)
+from .split import stratified_split
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -39,75 +39,6 @@ __all__ = [
     "load_texts",
     "prepare_data",
 ]
-
-BALANCE_SCOPES = ("all", "train")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What data to train on and how to prepare it. Plain values only, so it saves as JSON."""
-
-    dataset: str = "sms"  # registry name, or a path to a .csv/.tsv/.jsonl/.json/.parquet file
-    text_column: str = "text"
-    label_column: str = "label"
-    encoding: str = "utf-8"  # of data files
-    balance: str = "undersample"  # balancer registry name
-    balance_scope: str = "all"  # "all": balance then split (the book's) | "train": train only
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / validation / test
-    seed: int = 123
-    dedupe: bool = False  # drop repeated texts (the first stays)
-    max_length: int | None = None  # cap on tokens per text, besides the context length
-
-    def __post_init__(self) -> None:
-        if isinstance(self.dataset, os.PathLike):
-            object.__setattr__(self, "dataset", os.fspath(self.dataset))
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ConfigError(
-                f"dataset must be a dataset name or a file path, got {self.dataset!r}"
-            )
-        for name in ("text_column", "label_column", "balance"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        if self.text_column == self.label_column:
-            raise ConfigError(
-                f"text_column and label_column are both {self.text_column!r}; name two columns"
-            )
-        try:
-            codecs.lookup(self.encoding)
-        except (LookupError, TypeError):
-            raise ConfigError(
-                f"encoding {self.encoding!r} is not a Python codec; use e.g. utf-8 or latin-1"
-            ) from None
-        if self.balance_scope not in BALANCE_SCOPES:
-            raise ConfigError(
-                f"balance_scope must be 'all' (balance, then split) or 'train' (balance the "
-                f"training split only), got {self.balance_scope!r}"
-            )
-        object.__setattr__(self, "split", _check_split(self.split))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        if self.max_length is not None and (
-            isinstance(self.max_length, bool)
-            or not isinstance(self.max_length, int)
-            or self.max_length < 1
-        ):
-            raise ConfigError(
-                f"max_length must be a positive integer or None, got {self.max_length!r}"
-            )
-
-
-def _check_split(split: object) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(f) for f in split)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 3 or any(not 0 <= f <= 1 for f in values) or values[0] == 0:
-        raise ConfigError(
-            f"split must be three fractions train, validation, test (train > 0), got {split!r}"
-        )
-    if abs(sum(values) - 1) > 1e-6:
-        raise ConfigError(f"split fractions must sum to 1, got {split!r} (sum {sum(values):g})")
-    return values  # type: ignore[return-value]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, UsageError
+from ..options import check_encoding as _check_encoding
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +61,7 @@ def read_table(
     import pandas as pd
 
     path = _check_file(path, TABLE_FORMATS)
-    check_encoding(encoding)
+    _check_encoding(encoding, DataError)
     kind = TABLE_FORMATS[path.suffix.lower()]
     if kind == "parquet":
         frame = _read_parquet(path)
@@ -109,7 +110,7 @@ def load_texts(
     """
     if chunksize is not None and chunksize < 1:
         raise DataError(f"chunksize must be at least 1, got {chunksize}")
-    check_encoding(encoding)
+    _check_encoding(encoding, DataError)
     texts: Iterable[str]
     if str(path) == "-":
         fmt = stdin_format or "txt"
@@ -140,17 +141,6 @@ def _chunked(texts: Iterable[str], chunksize: int | None) -> Iterator[list[str]]
     iterator = iter(texts)
     while chunk := list(islice(iterator, chunksize)):
         yield chunk
-
-
-def check_encoding(encoding: str) -> None:
-    """Raise `DataError` unless ``encoding`` names a Python text codec."""
-    try:
-        codecs.lookup(encoding)
-    except (LookupError, TypeError):
-        raise DataError(
-            f"unknown encoding {encoding!r}; pass a Python codec name with --encoding, "
-            "e.g. utf-8, utf-8-sig, latin-1 or cp1252"
-        ) from None
 
 
 # ----- files -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import assets, settings
 from ..errors import AssetError, DataError, UnknownNameError
+from ..options import SPLITS
 from ..registries import datasets
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ SMS_ASSET = assets.Asset(
     what="SMS Spam Collection",
 )
 SMS_LABELS = ("ham", "spam")
-PARTS = ("train", "validation", "test")
 
 
 @datasets.register(
@@ -158,13 +158,13 @@ def _predefined(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    if set(parts) != set(PARTS):
+    if set(parts) != set(SPLITS):
         raise DataError(
             f"{where} returned splits {sorted(map(str, parts))}; a mapping must have exactly "
-            f"the keys {', '.join(PARTS)}"
+            f"the keys {', '.join(SPLITS)}"
         )
     frames = []
-    for part in PARTS:
+    for part in SPLITS:
         frame = _columns(f"{where} ({part} split)", parts[part], text_column, label_column)
         frames.append(frame.assign(part=part))
     if len(frames[0]) == 0:

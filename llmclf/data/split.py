@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import DataError
-
-SPLITS = ("train", "validation", "test")
+from ..options import SPLITS
 
 
 def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..options import POOLINGS
 from .gpt2 import GPT2
-
-POOLINGS = ("last", "last-token", "first", "mean")
 
 
 def pool(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str) -> torch.Tensor:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, ConfigError, LlmclfError
+from ..options import check_device
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -31,7 +32,6 @@ EXTRA_HINT = "pip install 'llmclf[serve]'"
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 10_000
 CONFIG_ENV = "LLMCLF_SERVE_CONFIG"  # how ServeConfig reaches worker processes (--workers > 1)
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def require_extra() -> None:
@@ -58,7 +58,7 @@ class ServeConfig:
     workers: int = 1  # processes, each with its own copy of the model
     max_batch: int = DEFAULT_MAX_BATCH  # most texts in one request (413 above)
     max_chars: int = DEFAULT_MAX_CHARS  # longest text in characters (413 above)
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
     def __post_init__(self) -> None:
         if isinstance(self.run, os.PathLike):
@@ -71,8 +71,7 @@ class ServeConfig:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
         if not _is_int(self.port) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port: must be an integer in 0..65535, got {self.port!r}")
-        if not isinstance(self.device, str) or self.device not in DEVICES:
-            raise ConfigError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        check_device(self.device)
         if not isinstance(self.host, str) or not self.host.strip():
             raise ConfigError(
                 f"host: must be a non-empty address such as 127.0.0.1, got {self.host!r}"

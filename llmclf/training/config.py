@@ -1,5 +1,16 @@
 """``TrainConfig``: every choice of a fine-tuning run, as names and numbers (JSON round trip).
 
+The config is composed of four small specs, each a frozen dataclass of plain values:
+`DataSpec` (``config.data``: what data and how it is prepared), `ModelChoice`
+(``config.model``: backbone, weights, pooling, what trains), `OptimSpec` (``config.optim``)
+and `RuntimeSpec` (``config.runtime``: device, precision, cache, what is saved where). It is
+still built and read flat: ``TrainConfig(dataset="sms", lr=1e-4).lr``, and it saves as one flat
+JSON object of fields, the same ``config`` every ``llmclf.json`` has held.
+
+Every field is declared once, with its default, its check and its help; ``llmclf fit`` builds
+one option per field from these declarations (`config_fields`), so a new field is a new
+option without a second edit.
+
 The defaults reproduce chapter 6 of *Build a Large Language Model (From Scratch)*: SMS spam,
 undersampling, a 70/10/20 split, GPT-2 small with the last block + final norm + head trainable,
 AdamW (lr 5e-5, weight decay 0.1), 5 epochs of batch 8, evaluation every 50 steps, seed 123.
@@ -8,218 +19,231 @@ AdamW (lr 5e-5, weight decay 0.1), 5 epochs of batch 8, evaluation every 50 step
 from __future__ import annotations
 
 import json
-import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import Field, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..data.spec import DataSpec
 from ..errors import ConfigError, LlmclfError
-
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-BALANCE_SCOPES = ("all", "train")
-SAVE_POLICIES = ("best", "last")
-CACHE_POLICIES = ("auto", "off")
-_STRINGS = (  # fields that hold a name or a path
-    "dataset",
-    "text_column",
-    "label_column",
-    "encoding",
-    "balance",
-    "balance_scope",
-    "padding",
-    "backbone",
-    "weights",
-    "pooling",
-    "trainable",
-    "device",
-    "precision",
-    "cache",
-    "save",
+from ..options import (
+    CACHE_POLICIES,
+    POOLINGS,
+    PRECISIONS,
+    SAVE_POLICIES,
+    check_choice,
+    check_device,
+    check_fields,
+    check_precision,
+    option,
 )
 
+__all__ = [
+    "SECTIONS",
+    "DataSpec",
+    "ModelChoice",
+    "OptimSpec",
+    "RuntimeSpec",
+    "TrainConfig",
+    "config_fields",
+    "read_config_file",
+]
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Configuration of one fine-tuning run. Fields hold names, never objects.
 
-    Every field is also a ``llmclf fit`` option (``batch_size`` is ``--batch-size``).
+@dataclass(frozen=True, kw_only=True)
+class ModelChoice:
+    """Which backbone, with which weights, pooled how, and which parameters train (names).
 
-    Attributes:
-        dataset: a registered dataset name, or a csv/tsv/jsonl/json/parquet file.
-        text_column: the text column of a file dataset.
-        label_column: the label column of a file dataset.
-        encoding: the encoding of a file dataset.
-        balance: balancer name: none, undersample, oversample, class-weight.
-        balance_scope: ``all`` balances then splits (the book's); ``train`` balances only the
-            training split, so validation and test keep the real class ratio.
-        split: train / validation / test fractions.
-        dedupe: drop duplicate texts before splitting.
-        padding: padding policy: pad-batch, pad-dataset, truncate-dataset (needs
-            max_length). `Trainer.fit` refuses one that would make a prediction depend on
-            its batch (truncate-batch, or ``last`` pooling without a fixed width).
-        max_length: cap on tokens per text (never above the backbone's context length).
-        bucket: length-bucketed training batches.
-        backbone: backbone name, e.g. gpt2-small.
-        weights: ``pretrained``, ``random``, or a path to a safetensors file or directory.
-        pooling: last, last-token, first, mean.
-        trainable: head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A.
-        dropout: dropout rate during training.
-        epochs: passes over the training split.
-        batch_size: the global batch size (split across processes under torchrun).
-        grad_accum: batches per optimizer step.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        grad_clip: clip the gradient norm to this value (None: no clipping).
-        early_stopping: stop after this many epochs without a better validation loss.
-        eval_every: optimizer steps between the evaluations recorded in history.csv.
-        eval_batches: batches per periodic evaluation (None: the whole split).
-        seed: seeds the split, the shuffling and the head's initialisation.
-        device: auto (cuda, then mps, then cpu), cpu, cuda, mps.
-        precision: fp32, bf16, fp16, or auto (bf16 where the device is fast at it).
-        cache: ``auto`` uses the frozen-trunk cache whenever it is exact; ``off`` never does.
-        save: keep the ``best`` model by validation loss, or the ``last``.
-        output: the run directory (default ``runs/<dataset>``, made unique).
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
     """
 
-    # data
-    dataset: str = "sms"  # registry name or path to a csv/tsv/jsonl/json/parquet file
-    text_column: str = "text"
-    label_column: str = "label"
-    encoding: str = "utf-8"
-    balance: str = "undersample"  # balancer registry name
-    balance_scope: str = "all"  # "all": balance, then split (book) | "train": training split only
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / validation / test
-    dedupe: bool = False
-    padding: str = "pad-batch"  # padding registry name
-    max_length: int | None = None  # token cap per text (always <= the context length)
-    bucket: bool = False  # length-bucketed training batches (pad-batch only)
-    # model
-    backbone: str = "gpt2-small"  # backbone registry name
-    weights: str = "pretrained"  # "pretrained" | "random" | path to a safetensors file or dir
-    pooling: str = "last-token"  # last | last-token | first | mean
-    trainable: str = "last-block"  # head | last-block | last-blocks:N | all | lora[:r=..,alpha=..]
-    dropout: float = 0.0
-    # optimisation
-    epochs: int = 5
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    grad_clip: float | None = None
-    early_stopping: int | None = None  # patience in epochs on validation loss
-    eval_every: int = 50  # steps between evaluations recorded in history.csv
-    eval_batches: int | None = 5  # batches per periodic evaluation (None: the whole split)
-    seed: int = 123
-    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where the device is fast at it)
-    cache: str = "auto"  # frozen-trunk cache: auto (when exact) | off
-    save: str = "best"  # best (lowest validation loss) | last
-    output: str | None = None  # run directory; default runs/<dataset>[-N]
+    backbone: str = option(
+        "gpt2-small",
+        "Backbone: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny, or a plugin's.",
+        metavar="NAME",
+    )
+    weights: str = option(
+        "pretrained",
+        "pretrained, random, or a path to a model.safetensors (or its directory).",
+        metavar="WEIGHTS",
+    )
+    pooling: str = option("last-token", "Which token's state the head reads.", choices=POOLINGS)
+    trainable: str = option(
+        "last-block",
+        "What trains: head, last-block, last-blocks:N, all, lora, or lora:r=R,alpha=A.",
+        metavar="POLICY",
+    )
+    dropout: float = option(0.0, "Dropout rate during training.")
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "weights", "output"):  # paths may come as pathlib.Path
-            if isinstance(getattr(self, name), os.PathLike):
-                object.__setattr__(self, name, os.fspath(getattr(self, name)))
-        if isinstance(self.split, list):
-            object.__setattr__(self, "split", tuple(self.split))
-        self._check_types()
-        _check(len(self.split) == 3, "split", "needs three fractions: train, validation, test")
-        _check(
-            all(f >= 0 for f in self.split)
-            and self.split[0] > 0
-            and abs(sum(self.split) - 1.0) < 1e-6,
-            "split",
-            f"fractions must be >= 0, train > 0, and sum to 1; got {self.split}",
-        )
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every"):
-            value = getattr(self, name)
-            _check(value >= 1, name, f"must be an integer >= 1, got {value!r}")
-        for name in ("max_length", "early_stopping", "eval_batches"):
-            value = getattr(self, name)
-            _check(
-                value is None or value >= 1, name, f"must be an integer >= 1 or null, got {value!r}"
-            )
-        _check(0 <= self.seed < 2**32, "seed", f"must be in 0..2**32-1, got {self.seed}")
-        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if isinstance(self.weights, os.PathLike):
+            object.__setattr__(self, "weights", os.fspath(self.weights))
+        check_fields(self)
+        for name in ("backbone", "weights"):
+            _check(getattr(self, name).strip(), name, "must be a non-empty string")
+        check_choice("pooling", self.pooling, POOLINGS)
         _check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
-        _choice(self, "precision", PRECISIONS)
-        _choice(self, "device", DEVICES)
-        _choice(self, "balance_scope", BALANCE_SCOPES)
-        _choice(self, "save", SAVE_POLICIES)
-        _choice(self, "cache", CACHE_POLICIES)
-        from ..models.classifier import POOLINGS
         from ..models.trainable import parse_trainable
 
-        _choice(self, "pooling", POOLINGS)
         try:
             parse_trainable(self.trainable)
         except (LlmclfError, ValueError) as exc:
             raise ConfigError(f"trainable: {exc}") from None
-        for name in ("dataset", "backbone", "weights", "balance", "padding"):
-            _check(getattr(self, name).strip(), name, "must be a non-empty string")
 
-    def _check_types(self) -> None:
-        """Every field has its declared type (a config file's ``"no"`` is not a boolean)."""
-        for name in _STRINGS:
+
+@dataclass(frozen=True, kw_only=True)
+class OptimSpec:
+    """How the trainable parameters are optimised (AdamW) and how often progress is measured.
+
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
+    """
+
+    epochs: int = option(5, "Passes over the training split.")
+    batch_size: int = option(8, "Global batch size (split across processes under torchrun).")
+    grad_accum: int = option(1, "Batches per optimizer step (gradient accumulation).")
+    lr: float = option(5e-5, "AdamW learning rate.")
+    weight_decay: float = option(0.1, "AdamW weight decay.")
+    grad_clip: float | None = option(
+        None, "Clip the gradient norm to this value.", default_text="no clipping"
+    )
+    early_stopping: int | None = option(
+        None,
+        "Stop after this many epochs without a better validation loss.",
+        default_text="off",
+    )
+    eval_every: int = option(50, "Optimizer steps between evaluations recorded in history.csv.")
+    eval_batches: int | None = option(
+        5, "Batches per periodic evaluation (null in a --config file: the whole split)."
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every"):
             value = getattr(self, name)
-            _check(isinstance(value, str), name, f"must be a string, got {value!r}")
-        _check(
-            self.output is None or isinstance(self.output, str),
-            "output",
-            f"must be a directory path (a string) or null, got {self.output!r}",
-        )
-        for name in ("dedupe", "bucket"):
+            _check(value >= 1, name, f"must be an integer >= 1, got {value!r}")
+        for name in ("early_stopping", "eval_batches"):
             value = getattr(self, name)
-            _check(
-                isinstance(value, bool),
-                name,
-                f"must be true or false (a JSON/TOML boolean, unquoted), got {value!r}",
-            )
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "seed"):
-            value = getattr(self, name)
-            _check(_is_int(value), name, f"must be an integer, got {value!r}")
-        for name in ("max_length", "early_stopping", "eval_batches"):
-            value = getattr(self, name)
-            _check(
-                value is None or _is_int(value), name, f"must be an integer or null, got {value!r}"
-            )
-        for name in ("lr", "weight_decay", "dropout"):
-            value = getattr(self, name)
-            _check(_is_number(value), name, f"must be a finite number (unquoted), got {value!r}")
-        _check(
-            self.grad_clip is None or _is_number(self.grad_clip),
-            "grad_clip",
-            f"must be a finite number or null, got {self.grad_clip!r}",
-        )
-        _check(
-            isinstance(self.split, tuple) and all(_is_number(f) for f in self.split),
-            "split",
-            f"must be three numbers (train, validation, test), got {self.split!r}",
-        )
+            _check(value is None or value >= 1, name, f"must be >= 1 or null, got {value!r}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSpec:
+    """Where and how the run executes, and what it keeps.
+
+    Each field's meaning is its ``help``, which ``llmclf fit --help`` and the CLI reference
+    show.
+    """
+
+    device: str = option(
+        "auto",
+        "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
+        metavar="DEVICE",
+    )
+    precision: str = option(
+        "fp32",
+        "Autocast precision; auto is bf16 where the device is fast at it.",
+        choices=PRECISIONS,
+    )
+    cache: str = option(
+        "auto", "Frozen-trunk cache: auto (whenever it is exact) or off.", choices=CACHE_POLICIES
+    )
+    save: str = option(
+        "best", "Keep the best model by validation loss, or the last.", choices=SAVE_POLICIES
+    )
+    output: str | None = option(
+        None, "Run directory.", metavar="DIR", default_text="runs/<dataset>, made unique"
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.output, os.PathLike):
+            object.__setattr__(self, "output", os.fspath(self.output))
+        check_fields(self)
+        check_device(self.device)
+        check_precision(self.precision)
+        check_choice("cache", self.cache, CACHE_POLICIES)
+        check_choice("save", self.save, SAVE_POLICIES)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataSpec,
+    "model": ModelChoice,
+    "optim": OptimSpec,
+    "runtime": RuntimeSpec,
+}
+_SECTION_OF = {f.name: name for name, spec in SECTIONS.items() for f in fields(spec)}
+
+
+def config_fields() -> tuple[Field[Any], ...]:
+    """Every field of a `TrainConfig`, section by section (data, model, optim, runtime)."""
+    return tuple(f for spec in SECTIONS.values() for f in fields(spec))
+
+
+@dataclass(frozen=True, init=False)
+class TrainConfig:
+    """Configuration of one fine-tuning run: four specs of names and numbers, never objects.
+
+    Build it flat (``TrainConfig(dataset="tickets", lr=1e-4)``: each field goes to its spec)
+    or from specs (``TrainConfig(data=DataSpec(...), lr=1e-4)``); read it flat
+    (``config.lr``) or by spec (``config.optim``). Every field is also a ``llmclf fit``
+    option (``batch_size`` is ``--batch-size``). The fields and their meaning are those of
+    `DataSpec`, `ModelChoice`, `OptimSpec` and `RuntimeSpec`.
+    """
+
+    data: DataSpec
+    model: ModelChoice
+    optim: OptimSpec
+    runtime: RuntimeSpec
+
+    def __init__(
+        self,
+        *,
+        data: DataSpec | None = None,
+        model: ModelChoice | None = None,
+        optim: OptimSpec | None = None,
+        runtime: RuntimeSpec | None = None,
+        **values: Any,
+    ) -> None:
+        unknown = sorted(set(values) - set(_SECTION_OF))
+        if unknown:
+            raise TypeError(f"TrainConfig got unexpected field(s): {', '.join(unknown)}")
+        given = {"data": data, "model": model, "optim": optim, "runtime": runtime}
+        for section, spec_type in SECTIONS.items():
+            base = given[section]
+            mine = {k: v for k, v in values.items() if _SECTION_OF[k] == section}
+            if base is None:
+                spec = spec_type(**mine)
+            elif isinstance(base, spec_type):
+                spec = replace(base, **mine) if mine else base
+            else:
+                raise ConfigError(
+                    f"{section}: must be a {spec_type.__name__}, got {type(base).__name__}"
+                )
+            object.__setattr__(self, section, spec)
 
     # ----- JSON / TOML ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Every field, flat, as JSON values (the ``config`` object of ``llmclf.json``)."""
+        data = {f.name: getattr(self, f.name) for f in config_fields()}
         data["split"] = list(self.split)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"a config must be an object of fields, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """A config from flat fields, or fields grouped in ``data``/``model``/``optim``/``runtime``
+        tables (a saved ``llmclf.json`` config of any version loads)."""
+        flat = _flatten(data)
+        unknown = sorted(set(flat) - set(_SECTION_OF))
         if unknown:
-            raise ConfigError(
-                f"unknown config field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+            known = ", ".join(sorted(_SECTION_OF))
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; known: {known}")
         try:
-            return cls(**data)
+            return cls(**flat)
         except TypeError as exc:  # e.g. a comparison with a string where a number belongs
             raise ConfigError(f"invalid config: {exc}") from None
 
@@ -236,7 +260,42 @@ class TrainConfig:
         return cls.from_dict(read_config_file(path))
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return replace(self, **changes)
+        """A copy with ``changes`` (flat fields, or whole specs: ``data=DataSpec(...)``)."""
+        specs = {name: changes.pop(name, getattr(self, name)) for name in SECTIONS}
+        return TrainConfig(**specs, **changes)
+
+
+def _field_property(section: str, f: Field[Any]) -> property:
+    def get(config: TrainConfig) -> Any:
+        return getattr(getattr(config, section), f.name)
+
+    return property(get, doc=f.metadata.get("help"))
+
+
+for _f in config_fields():  # flat read access: config.lr is config.optim.lr
+    setattr(TrainConfig, _f.name, _field_property(_SECTION_OF[_f.name], _f))
+
+
+def _flatten(data: object, where: str = "a config") -> dict[str, Any]:
+    """Fields of ``data``, with section tables (``[optim]`` in TOML) merged in."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object of fields, got {type(data).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for name, item in value.items():
+                if _SECTION_OF.get(name, key) != key:
+                    raise ConfigError(f"{key}.{name}: {name} belongs to {_SECTION_OF[name]}")
+                _put(flat, name, item)
+        else:
+            _put(flat, key, value)
+    return flat
+
+
+def _put(flat: dict[str, Any], name: str, value: Any) -> None:
+    if name in flat:
+        raise ConfigError(f"{name}: given twice (once in a section); give it once")
+    flat[name] = value
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -256,22 +315,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold an object of config fields")
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    return _flatten(_underscored(data), where=f"config file {path}")
+
+
+def _underscored(data: dict[str, Any]) -> dict[str, Any]:
+    """``batch-size`` -> ``batch_size``, in section tables too."""
+    return {
+        key.replace("-", "_"): _underscored(value) if isinstance(value, dict) else value
+        for key, value in data.items()
+    }
 
 
 def _check(ok: object, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{field}: {message}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _choice(config: TrainConfig, field: str, choices: tuple[str, ...]) -> None:
-    value = getattr(config, field)
-    _check(value in choices, field, f"must be one of {', '.join(choices)}; got {value!r}")

@@ -8,24 +8,18 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..options import DEVICES, PRECISIONS, check_device, check_precision
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-
-
-def check_device(name: object) -> str:
-    """``name`` if it is auto, cpu, cuda, cuda:N or mps; else a one-line `ConfigError`."""
-    base, _, index = name.partition(":") if isinstance(name, str) else ("", "", "")
-    if name in DEVICES or (base == "cuda" and index.isdigit()):
-        return name  # type: ignore[return-value]
-    raise ConfigError(f"device: must be one of {', '.join(DEVICES)} (or cuda:N), got {name!r}")
-
-
-def check_precision(precision: object) -> str:
-    """``precision`` if it is one of `PRECISIONS`; else a one-line `ConfigError`."""
-    if isinstance(precision, str) and precision in PRECISIONS:
-        return precision
-    raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "autocast",
+    "check_device",
+    "check_precision",
+    "cpu_has_fast_bf16",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -301,7 +301,7 @@ class TrainingLoop:
         }
         ckpt.save_tensors(directory / files["weights"], self.trainable_state())
         tensors, rest = ckpt.optimizer_to_tensors(self.optimizer.state_dict())
-        tensors["rng.cpu"] = torch.get_rng_state()
+        tensors.update(rng_state())
         ckpt.save_tensors(directory / files["optimizer"], tensors)
         ckpt.write_json(
             directory / ckpt.RESUME_STATE,
@@ -333,7 +333,7 @@ class TrainingLoop:
         files = state["files"]
         self.load_trainable_state(ckpt.load_tensors(directory / files["weights"]))
         tensors = ckpt.load_tensors(directory / files["optimizer"])
-        torch.set_rng_state(tensors.pop("rng.cpu"))
+        set_rng_state(tensors)
         self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, state["optimizer"]))
         self.epochs_completed = state["epochs_completed"]
         self.step = state["step"]
@@ -344,3 +344,36 @@ class TrainingLoop:
         self.reporter.event(
             "message", text=f"resuming after epoch {self.epochs_completed} of {self.cfg.epochs}"
         )
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """Every generator training draws from: ``rng.cpu``, ``rng.cuda.N`` a device, ``rng.mps``."""
+    state = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, cuda in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"rng.cuda.{index}"] = cuda
+    if _mps_available():
+        state["rng.mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    """Restore (and remove from ``tensors``) what `rng_state` saved.
+
+    A generator saved by an older llmclf (CPU only) or on a device this machine lacks is left
+    as seeded.
+    """
+    torch.set_rng_state(tensors.pop("rng.cpu"))
+    cuda = {
+        int(k.rsplit(".", 1)[1]): tensors.pop(k) for k in list(tensors) if k.startswith("rng.cuda.")
+    }
+    if cuda and torch.cuda.is_available():
+        for index in sorted(cuda)[: torch.cuda.device_count()]:
+            torch.cuda.set_rng_state(cuda[index], index)
+    mps = tensors.pop("rng.mps", None)
+    if mps is not None and _mps_available():
+        torch.mps.set_rng_state(mps)
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

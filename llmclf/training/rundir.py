@@ -27,14 +27,15 @@ import contextlib
 import json
 import os
 import shlex
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..data.tokenizer import FILES as TOKENIZER_FILES
 from ..errors import UsageError
+from ..options import default_of
+from ..options import flag as option_flag
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, config_fields
 
 STAGING_DIR = ".llmclf-overwrite"
 RUN_FILES = (
@@ -132,13 +133,12 @@ def repeat_command(config: TrainConfig, out: Path) -> str:
     Fields at their default are left out; a value no flag can express (``eval_batches: null``)
     is named as a ``--config`` file field.
     """
-    defaults = TrainConfig()
     args, config_only = ["llmclf", "fit"], []
-    for f in fields(TrainConfig):
+    for f in config_fields():  # each field is the option of the same name
         value = getattr(config, f.name)
-        if f.name == "output" or value == getattr(defaults, f.name):
+        if f.name == "output" or value == default_of(f):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = option_flag(f.name)
         if isinstance(value, bool):
             args.append(flag if value else "--no-" + flag[2:])
         elif value is None:

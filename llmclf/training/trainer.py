@@ -18,6 +18,7 @@ from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
 from ..models.trainable import TrainableReport, apply_trainable
+from ..options import SPLITS
 from ..registries import backbones, balancers, padding
 from . import checkpoint as ckpt
 from . import distributed, rundir
@@ -36,8 +37,6 @@ from .features import (
 from .loop import BatchForward, TrainingLoop
 from .reporting import Phase, Reporter
 
-SPLITS = ("train", "validation", "test")
-
 
 @dataclass
 class Run:
@@ -50,19 +49,8 @@ class Run:
 
 
 def data_spec(config: TrainConfig) -> DataSpec:
-    """The data part of a config."""
-    return DataSpec(
-        dataset=config.dataset,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        encoding=config.encoding,
-        balance=config.balance,
-        balance_scope=config.balance_scope,
-        split=config.split,
-        seed=config.seed,
-        dedupe=config.dedupe,
-        max_length=config.max_length,
-    )
+    """The data part of a config: ``config.data`` (kept for callers of the old name)."""
+    return config.data
 
 
 def check_names(config: TrainConfig) -> None:
@@ -195,7 +183,7 @@ class Trainer:
         context_length = size.context_length
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         with Phase(self.reporter, "data"):
-            data = prepare_data(data_spec(cfg), tokenizer, context_length)
+            data = prepare_data(cfg.data, tokenizer, context_length)
         if resuming:
             saved = ckpt.read_json(work / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
             if saved != data.fingerprint:
