@@ -353,3 +353,57 @@ def _tiny_fields() -> dict:
         "head_dim": 32,
         "max_position_embeddings": 64,
     }
+
+
+def test_bf16_stays_within_bf16_rounding_of_transformers(tmp_path: Path) -> None:
+    hf = noisy(transformers.AutoModel.from_config(hf_config("qwen3-qknorm")))
+    ours = ours_from(save_hf(hf, tmp_path)).to(torch.bfloat16)
+    ids, mask = padded_batch(LENGTHS)
+    with torch.no_grad():
+        ref = hf.to(torch.bfloat16)(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        out = ours(ids)
+    assert out.dtype == torch.bfloat16
+    diff = (out.float() - ref.float()).abs()[mask].max().item()
+    assert diff <= 0.02 * ref.float().abs().max().item()
+
+
+@pytest.mark.parametrize("family", [Llama, Qwen3])
+def test_forward_from_a_cached_trunk_equals_forward(family: type[Llama]) -> None:
+    config = family.config_class(**{**_tiny_fields(), "num_hidden_layers": 3})
+    torch.manual_seed(0)
+    model = SequenceClassifier(family(config), 2).eval()
+    ids, _ = padded_batch([7, 19, 3], vocab_size=100)
+    lengths = torch.tensor([7, 19, 3])
+    with torch.no_grad():
+        whole = model(ids, lengths)
+        for k in range(3):
+            assert torch.equal(model.forward_from(model.trunk(ids, k), lengths, k), whole), k
+        # k = n_layer: the cache holds the full last block; forward ran it at one position only
+        got = model.forward_from(model.trunk(ids, 3), lengths, 3)
+        assert (got - whole).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("family", [Llama, Qwen3])
+def test_lora_wraps_every_projection_and_the_one_position_path_stays_exact(
+    family: type[Llama],
+) -> None:
+    from llmclf.models.lora import add_lora, merge_lora
+
+    config = family.config_class(**_tiny_fields())
+    torch.manual_seed(0)
+    model = SequenceClassifier(family(config), 2).eval()
+    wrapped = add_lora(model.backbone, 4, 8.0, family.lora_targets)
+    assert len(wrapped) == 7 * config.num_hidden_layers
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("lora_B"):
+                param.normal_(0, 0.1)  # B starts at zero: make the adapters count
+    ids, _ = padded_batch([7, 19, 3], vocab_size=100)
+    lengths = torch.tensor([7, 19, 3])
+    with torch.no_grad():
+        pooled = model(ids, lengths)  # the last block at the pooled positions only
+        x = model.backbone.ln_f(model.backbone.run_blocks(model.backbone.embed(ids)))
+        full = model.head(x[torch.arange(3), lengths - 1])
+        assert (pooled - full).abs().max().item() <= 1e-5
+        merge_lora(model.backbone)
+        assert (model(ids, lengths) - pooled).abs().max().item() <= 1e-5
