@@ -46,7 +46,7 @@ END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eot_id|>"
 
 
 class HFTokenizer:
-    """Text -> token ids with a ``tokenizer.json``. See the module docstring for special tokens.
+    """Text -> token ids with a ``tokenizer.json``; special tokens as the module docstring says.
 
     Args:
         tokenizer: the loaded `tokenizers.Tokenizer`.
