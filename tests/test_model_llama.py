@@ -163,6 +163,22 @@ def test_parameter_count_of_every_size_equals_transformers(name: str) -> None:
     assert set(ours.state_dict()) == set(ref.state_dict())  # the same names: key-for-key
 
 
+def test_published_sizes_name_every_file_to_download() -> None:
+    urls = SIZES["qwen3-1.7b"].urls()
+    assert sorted(urls) == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
+    assert urls["tokenizer.json"] == (
+        "https://huggingface.co/Qwen/Qwen3-1.7B/resolve/main/tokenizer.json"
+    )
+    assert SIZES["llama-tiny"].urls() == {}  # random weights, GPT-2's tokenizer
+    assert SIZES["llama-3.2-1b"].gated and not SIZES["smollm2-135m"].gated
+
+
 @pytest.mark.parametrize("family", [LlamaConfig, Qwen3Config])
 def test_right_padding_never_changes_a_texts_last_token(family: type[LlamaConfig]) -> None:
     config = config_from_hf({**SIZES["llama-tiny"].config, "model_type": family.model_type})

@@ -12,7 +12,7 @@ The backbone registry entries are made from this table (integration step of issu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 HF_FILE_URL = "https://huggingface.co/{repo}/resolve/main/{file}"
@@ -31,7 +31,6 @@ class PublishedSize:
     tokenizer: str = "tokenizer.json"  # "tokenizer.json" from the repo, or "gpt2" (tiktoken)
     licence: str = ""
     gated: bool = False  # the hub asks for access approval (and HF_TOKEN) before downloading
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def urls(self) -> dict[str, str]:
         """The files to download (weights, config.json, tokenizer.json) -> their URLs."""
