@@ -19,6 +19,7 @@ PAGES = [
     "index.html",
     "quickstart/index.html",
     "concepts/index.html",
+    "backbones/index.html",
     "guides/own-data/index.html",
     "guides/registering/index.html",
     "guides/plugin-package/index.html",
