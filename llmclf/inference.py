@@ -25,7 +25,8 @@ from .training.device import (
     resolve_device,
     resolve_precision,
 )
-from .training.rundir import RunDirectory, model_spec
+from .training.manifest import model_spec
+from .training.rundir import RunDirectory
 
 DEFAULT_BATCH_SIZE = 32
 QUANTIZE_SCHEMES = ("int8",)

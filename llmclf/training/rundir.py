@@ -3,7 +3,7 @@
 `RunDirectory` is the one owner of a run's files: the Trainer, the loop and the CLI ask it
 where a file goes and have it write ``llmclf.json`` (`RunDirectory.start`, `save_model`,
 `record_progress`, `finish` are the only writers). `read_manifest` reads any schema this llmclf
-knows and returns the current one (`upgrade_manifest`).
+knows and returns the current one (`llmclf.training.manifest.upgrade_manifest`).
 
 An *llmclf run* is a directory whose ``llmclf.json`` is a JSON object with a ``schema_version``
 (fit writes it first, before any other file), or one that holds an ``--overwrite`` in progress
@@ -39,14 +39,12 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data.tokenizer import FILES as TOKENIZER_FILES
 from ..data.tokenizer import Tokenizer
-from ..errors import CheckpointError, ConfigError, UsageError
-from ..models.spec import ModelSpec
-from ..models.trainable import parse_trainable
+from ..errors import CheckpointError, UsageError
 from . import checkpoint as ckpt
 from .config import TrainConfig
+from .manifest import new_manifest, upgrade_manifest
 
 STAGING_DIR = ".llmclf-overwrite"
 RUN_FILES = (
@@ -58,7 +56,6 @@ RUN_FILES = (
     ckpt.MANIFEST_FILE,  # last: moving it in commits a run
 )
 RESUME_PATTERNS = (ckpt.RESUME_STATE, "trainable-*.safetensors", "optimizer-*.safetensors")
-READABLE_SCHEMAS = (1, ckpt.SCHEMA_VERSION)  # what read_manifest accepts (and upgrades)
 PROGRESS_FIELDS = ("epochs_completed", "model_epoch")  # a resumed run keeps these
 
 
@@ -121,7 +118,7 @@ class RunDirectory:
 
         A staging directory (``--overwrite``) is cleared of an earlier attempt first.
         """
-        self.manifest = _new_manifest(description)
+        self.manifest = new_manifest(description)
         if self.writes:
             if self.path.name == STAGING_DIR:
                 clear_staging(self.path.parent)
@@ -131,7 +128,7 @@ class RunDirectory:
     def reopen(self, description: Mapping[str, Any]) -> None:
         """Continue an unfinished run: its manifest, with the progress it had recorded."""
         previous = ckpt.read_json(self.manifest_file)
-        self.manifest = _new_manifest(description)
+        self.manifest = new_manifest(description)
         self.manifest.update({k: previous[k] for k in PROGRESS_FIELDS if k in previous})
 
     def save_model(self, state: Mapping[str, torch.Tensor], epoch: int) -> None:
@@ -206,77 +203,6 @@ class RunDirectory:
             kind: ckpt.load_tensors(self.resume_dir / name) for kind, name in state["files"].items()
         }
         return state, tensors
-
-
-def _new_manifest(description: Mapping[str, Any]) -> dict[str, Any]:
-    """A new run's manifest: the schema and bookkeeping fields, then ``description``."""
-    return {
-        "schema_version": ckpt.SCHEMA_VERSION,
-        "llmclf_version": __version__,
-        "torch_version": torch.__version__,
-        "complete": False,
-        "epochs_completed": 0,
-        **description,
-    }
-
-
-def upgrade_manifest(manifest: Any, path: Path) -> dict[str, Any]:
-    """``manifest`` in the current schema (2); a schema 1 manifest is converted in memory.
-
-    Schema 1 kept the model's structure in ``backbone`` (``class``, ``config``), ``head``,
-    ``pooling`` and the LoRA policy string; schema 2 keeps it in ``model`` (a `ModelSpec`).
-    A schema this llmclf does not know is a `CheckpointError`.
-    """
-    if not isinstance(manifest, dict):
-        raise CheckpointError(f"{path}: is not a JSON object; restore the file the run wrote")
-    version = manifest.get("schema_version")
-    if version not in READABLE_SCHEMAS:
-        raise CheckpointError(
-            f"{path.parent} was written with checkpoint schema {version}; this llmclf reads "
-            f"schema {' and '.join(map(str, READABLE_SCHEMAS))}"
-        )
-    return _upgrade_from_1(manifest, path) if version == 1 else manifest
-
-
-def _upgrade_from_1(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
-    def fail(problem: str) -> CheckpointError:
-        return CheckpointError(f"{path}: {problem}; restore the file the run wrote")
-
-    for key in ("backbone", "head", "trainable"):
-        if key not in manifest:
-            raise fail(f"has no {key!r} field")
-        if not isinstance(manifest[key], dict):
-            raise fail(f"{key!r} must be a JSON object")
-    backbone = manifest["backbone"]
-    if backbone.get("class") != "GPT2":
-        raise CheckpointError(
-            f"{path.parent} uses backbone class {backbone.get('class')}; only GPT2 backbones load"
-        )
-    try:
-        adapters = parse_trainable(manifest["trainable"].get("policy")).adapters
-    except UsageError:
-        raise fail("trainable.policy must be a policy such as last-block") from None
-    model = {
-        "architecture": "gpt2",
-        "config": backbone.get("config"),
-        "num_classes": manifest["head"].get("num_classes"),
-        "pooling": manifest.get("pooling"),
-        "adapters": None if adapters is None else {"r": adapters.r, "alpha": adapters.alpha},
-    }
-    upgraded = {k: v for k, v in manifest.items() if k not in ("head", "pooling")}
-    upgraded.update(schema_version=ckpt.SCHEMA_VERSION, backbone={"name": backbone.get("name")})
-    upgraded["model"] = model
-    return upgraded
-
-
-def model_spec(manifest: Mapping[str, Any], path: Path) -> ModelSpec:
-    """The `ModelSpec` of a (current-schema) manifest, checked against its architecture."""
-    try:
-        spec = ModelSpec.from_dict(manifest.get("model"))
-        spec.check()
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}; restore the file the run wrote") from None
-    return spec
 
 
 def has_manifest(directory: Path) -> bool:
