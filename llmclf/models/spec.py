@@ -1,10 +1,11 @@
 """One description of a classifier (`ModelSpec`) and the one function that builds it.
 
 `build_classifier` is the only place a `SequenceClassifier` is made: the Trainer builds
-``build_classifier(spec, backbone=<the registry builder's module>)``, `Classifier.load` builds
-``build_classifier(spec)`` (structure only, on the meta device) and loads ``model.safetensors``
-into it. The spec is saved in ``llmclf.json`` under ``"model"``, so a run rebuilds from its own
-directory, without the registry or the plugin that trained it::
+``build_classifier(spec, backbone=<the registry builder's module>)``; `Classifier.load` calls
+``load_classifier(spec, state)``, which builds ``build_classifier(spec)`` on the meta device
+(structure only) and assigns the tensors of ``model.safetensors``. The spec is saved in
+``llmclf.json`` under ``"model"``, so a run rebuilds from its own directory, without the
+registry or the plugin that trained it::
 
     {"architecture": "gpt2", "config": {"n_layer": 12, ...}, "num_classes": 2,
      "pooling": "last-token", "adapters": null}          # or {"r": 8, "alpha": 16.0}
@@ -18,12 +19,16 @@ An architecture is a module class and its config dataclass, registered by name i
    Trainer rely on: ``Llama(config)``; ``config.n_embd`` and ``config.context_length``;
    ``embed(ids) -> (B, T, C)``; ``run_blocks(x, start, end)``; ``h`` (a ``ModuleList`` of blocks,
    each with ``forward_at(x, pos) -> (B, C)``); ``ln_f`` (the final norm); ``init_weights``.
-   The config is a dataclass of JSON values (it is saved as ``asdict(config)``).
+   The config is a dataclass of JSON values (it is saved as ``asdict(config)``). The trainable
+   policies find blocks by these parameter names (``h.{i}.``, ``ln_f.``; embeddings under
+   ``wte.``/``wpe.``), and LoRA wraps the ``nn.Linear`` layers whose names end with one of
+   `llmclf.models.lora.LORA_TARGETS`, so name the projections alike or extend those.
 2. Add one line to `ARCHITECTURES`: ``"llama": (Llama, LlamaConfig)``.
 3. Register its sizes in the backbone registry with an entry whose ``architecture`` attribute
    is ``"llama"`` and whose ``tokenizer`` attribute names its tokenizer (see `backbone_entry`;
    `llmclf.models.backbones.GPT2Builder` is the pattern: calling it builds the module, its
-   ``config`` attribute gives the size without building).
+   ``config`` attribute gives the size without building). A tokenizer other than ``"gpt2"``
+   is added to `llmclf.data.tokenizer.get_tokenizer` (and saved with the run).
 
 Nothing in the Trainer or the loader changes. A registry entry without an ``architecture``
 attribute (a plugin's plain builder function) is GPT-2, as before.
