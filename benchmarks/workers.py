@@ -31,12 +31,13 @@ def _threads(params: dict[str, Any]) -> None:
 
 def _data(params: dict[str, Any]):
     """The prepared splits exactly as the Trainer makes them (same spec, same seed)."""
-    from llmclf import backbones
     from llmclf.data.pipeline import DataSpec, prepare_data
     from llmclf.data.tokenizer import get_tokenizer
+    from llmclf.models.spec import backbone_entry
 
-    context = backbones.get(params["backbone"]).config.context_length
-    return prepare_data(DataSpec(dataset=params["dataset"]), get_tokenizer(), context)
+    entry = backbone_entry(params["backbone"])
+    tokenizer = get_tokenizer(entry.tokenizer)
+    return prepare_data(DataSpec(dataset=params["dataset"]), tokenizer, entry.context_length)
 
 
 def _pooled_top() -> bool:
@@ -47,9 +48,9 @@ def _pooled_top() -> bool:
 
 
 def _shape(backbone: str) -> dict[str, int]:
-    from llmclf import backbones
+    from llmclf.models.spec import backbone_entry
 
-    c = backbones.get(backbone).config
+    c = backbone_entry(backbone).size
     return {
         "n_layer": c.n_layer,
         "n_embd": c.n_embd,
@@ -254,16 +255,19 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
 
 # ----- predict -----------------------------------------------------------------------------------
 def _predict_sets(params: dict[str, Any]) -> dict[str, tuple[list[str], list[int]]]:
-    from llmclf import backbones
     from llmclf.data.pipeline import DataSpec, load_all
     from llmclf.data.tokenizer import get_tokenizer
+    from llmclf.models.spec import backbone_entry
 
     data = _data(params)
     limit = params.get("test_texts")
     sets = {"test": (data.test.texts[:limit], data.test.labels[:limit])}
     if params["all_texts"]:
-        context = backbones.get(params["backbone"]).config.context_length
-        every = load_all(DataSpec(dataset=params["dataset"]), data.labels, get_tokenizer(), context)
+        entry = backbone_entry(params["backbone"])
+        tokenizer = get_tokenizer(entry.tokenizer)
+        every = load_all(
+            DataSpec(dataset=params["dataset"]), data.labels, tokenizer, entry.context_length
+        )
         sets["all"] = (every.texts, every.labels)
     return sets
 

@@ -13,12 +13,10 @@ from typing import Any
 from .data.pipeline import load_all, load_split
 from .errors import CheckpointError, ConfigError, UsageError
 from .inference import Classifier
+from .options import SPLITS
 from .scoring import model_logits, score
 from .training.config import TrainConfig
 from .training.reporting import Phase, Reporter
-from .training.trainer import data_spec
-
-SPLITS = ("train", "validation", "test")
 
 
 def evaluate_run(
@@ -65,7 +63,7 @@ def evaluate_run(
     if dataset is not None:
         changes["dataset"] = os.fspath(dataset)
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
-    spec = data_spec(config)
+    spec = config.data
     context = classifier.model.backbone.config.context_length
     labels = _label_map(classifier.labels)
     if dataset is None:

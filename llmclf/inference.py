@@ -15,10 +15,9 @@ from . import onnx_engine
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import AssetError, CheckpointError, ConfigError, UnfinishedRunWarning, UsageError
-from .models.classifier import POOLINGS, SequenceClassifier
-from .models.gpt2 import GPT2, GPT2Config
+from .models.classifier import SequenceClassifier
 from .models.lora import merge_lora
-from .models.trainable import apply_trainable
+from .models.spec import ModelSpec, load_classifier
 from .training import checkpoint as ckpt
 from .training.device import (
     autocast,
@@ -27,6 +26,8 @@ from .training.device import (
     resolve_device,
     resolve_precision,
 )
+from .training.manifest import model_spec
+from .training.rundir import RunDirectory
 
 DEFAULT_BATCH_SIZE = 32
 QUANTIZE_SCHEMES = ("int8",)
@@ -70,6 +71,7 @@ class Classifier:
         labels: Sequence[str],
         manifest: dict[str, Any],
         device: torch.device,
+        *,
         amp_dtype: torch.dtype | None = None,
     ) -> None:
         self.model = model.eval()
@@ -112,52 +114,15 @@ class Classifier:
         if engine != "torch" or onnx_engine.is_export(run_dir):
             kwargs = {"device": device, "precision": precision, "quantize": quantize}
             return onnx_engine.load_export(cls, run_dir, engine=engine, **kwargs)
-        check_device(device)
-        check_precision(precision)
-        if quantize is not None and quantize not in QUANTIZE_SCHEMES:
-            raise ConfigError(
-                f"quantize: must be None or one of {', '.join(QUANTIZE_SCHEMES)}, got {quantize!r}"
-            )
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise CheckpointError(
-                f"run directory {run_dir} does not exist; pass a directory made by llmclf fit"
-            )
-        manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
-        _check_manifest(run_dir / ckpt.MANIFEST_FILE, manifest)
-        with torch.device("meta"):  # no random init: every tensor comes from the weights file
-            backbone = GPT2(GPT2Config(**manifest["backbone"]["config"]))
-            model = SequenceClassifier(
-                backbone, manifest["head"]["num_classes"], manifest["pooling"]
-            )
-        policy_name = manifest["trainable"]["policy"]
-        if policy_name.startswith("lora"):
-            apply_trainable(model, policy_name)  # adds the adapters the weights file holds
-        state = ckpt.load_tensors(run_dir / ckpt.MODEL_FILE)
-        _check_shapes(run_dir / ckpt.MODEL_FILE, model, state)
-        result = model.load_state_dict(state, strict=False, assign=True)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointError(
-                f"{run_dir / ckpt.MODEL_FILE} does not match llmclf.json: "
-                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-            )
-        if policy_name.startswith("lora"):
-            merge_lora(model)
-        model.requires_grad_(False)
+        run = _run_directory(run_dir, device, precision, quantize)
+        run_dir = run.path
+        manifest = run.read_manifest()
+        spec = _check_manifest(run.manifest_file, manifest)
+        model = _load_model(run, spec)
         dev = resolve_device(device)
         if quantize is not None:
             model = quantize_linear_layers(model, quantize, dev)
-        try:
-            tokenizer = Tokenizer.from_dir(run_dir)
-        except AssetError as exc:
-            raise CheckpointError(
-                f"{run_dir}: tokenizer files are missing or corrupt ({exc})"
-            ) from None
-        context = backbone.config.context_length
-        try:
-            policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{run_dir / ckpt.MANIFEST_FILE}: {exc}") from None
+        tokenizer, policy = _load_inputs(run, manifest, model.backbone.config.context_length)
         if not manifest.get("complete", True):
             warnings.warn(unfinished_message(run_dir, manifest), UnfinishedRunWarning, stacklevel=2)
         model.to(dev)
@@ -168,7 +133,7 @@ class Classifier:
             manifest["labels"],
             manifest,
             dev,
-            resolve_precision(precision, dev),
+            amp_dtype=resolve_precision(precision, dev),
         )
         if problem := classifier.batch_dependence():
             warnings.warn(
@@ -279,7 +244,7 @@ class Classifier:
         return {
             "labels": list(self.labels),
             "backbone": m["backbone"]["name"],
-            "pooling": m["pooling"],
+            "pooling": m["model"]["pooling"],
             "trainable": m["trainable"]["policy"],
             "padding": m["padding"],
             "llmclf_version": m.get("llmclf_version", "unknown"),
@@ -302,53 +267,81 @@ def unfinished_message(run_dir: str | Path, manifest: dict[str, Any]) -> str:
     )
 
 
-def _check_manifest(path: Path, manifest: Any) -> None:
-    """Raise a one-line `CheckpointError` naming the first field of ``llmclf.json`` that is
-    missing or wrong (a hand-edited or damaged file)."""
+def _run_directory(
+    run_dir: str | os.PathLike[str], device: str, precision: str, quantize: str | None
+) -> RunDirectory:
+    """The run directory `Classifier.load` reads, once its arguments are checked."""
+    check_device(device)
+    check_precision(precision)
+    if quantize is not None and quantize not in QUANTIZE_SCHEMES:
+        raise ConfigError(
+            f"quantize: must be None or one of {', '.join(QUANTIZE_SCHEMES)}, got {quantize!r}"
+        )
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist; pass a directory made by llmclf fit"
+        )
+    return RunDirectory(run_dir)
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> ModelSpec:
+    """The model spec of a (current-schema) ``llmclf.json``; a one-line `CheckpointError`
+    naming the first field that is missing or wrong (a hand-edited or damaged file)."""
 
     def fail(problem: str) -> None:
         raise CheckpointError(f"{path}: {problem}; restore the file the run wrote")
 
-    if not isinstance(manifest, dict):
-        fail("is not a JSON object")
-    if manifest.get("schema_version") != ckpt.SCHEMA_VERSION:
-        raise CheckpointError(
-            f"{path.parent} was written with checkpoint schema {manifest.get('schema_version')}; "
-            f"this llmclf reads schema {ckpt.SCHEMA_VERSION}"
-        )
     for key, kind in (
         ("backbone", dict),
-        ("head", dict),
+        ("model", dict),
         ("trainable", dict),
         ("padding", dict),
         ("labels", list),
-        ("pooling", str),
     ):
         if key not in manifest:
             fail(f"has no {key!r} field")
         if not isinstance(manifest[key], kind):
             fail(f"{key!r} must be a JSON {'object' if kind is dict else kind.__name__}")
-    backbone = manifest["backbone"]
-    if backbone.get("class") != "GPT2":
-        raise CheckpointError(
-            f"{path.parent} uses backbone class {backbone.get('class')}; only GPT2 backbones load"
-        )
-    try:
-        GPT2Config(**backbone.get("config", {}))
-    except (TypeError, ValueError, ConfigError) as exc:
-        fail(f"backbone.config is not a GPT-2 config ({exc})")
-    num_classes = manifest["head"].get("num_classes")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        fail(f"head.num_classes must be an integer >= 2, got {num_classes!r}")
+    spec = model_spec(manifest, path)
     labels = manifest["labels"]
     if not all(isinstance(name, str) for name in labels) or len(set(labels)) != len(labels):
         fail(f"labels must be distinct strings, got {labels!r}")
-    if len(labels) != num_classes:
-        fail(f"has {len(labels)} labels {labels} but head.num_classes is {num_classes}")
-    if manifest["pooling"] not in POOLINGS:
-        fail(f"pooling must be one of {', '.join(POOLINGS)}, got {manifest['pooling']!r}")
+    if len(labels) != spec.num_classes:
+        fail(f"has {len(labels)} labels {labels} but model.num_classes is {spec.num_classes}")
     if not isinstance(manifest["trainable"].get("policy"), str):
         fail("trainable.policy must be a string such as last-block")
+    return spec
+
+
+def _load_model(run: RunDirectory, spec: ModelSpec) -> SequenceClassifier:
+    """The run's model in eval mode, adapters merged, nothing trainable (never unpickles)."""
+    state = ckpt.load_tensors(run.model_file)
+    try:
+        model = load_classifier(
+            spec, state, check=lambda model, state: _check_shapes(run.model_file, model, state)
+        )
+    except ConfigError as exc:
+        raise CheckpointError(f"{run.model_file} does not match llmclf.json: {exc}") from None
+    if spec.adapters is not None:
+        merge_lora(model)
+    return model.requires_grad_(False)
+
+
+def _load_inputs(
+    run: RunDirectory, manifest: dict[str, Any], context: int
+) -> tuple[Tokenizer, Any]:
+    """The run's tokenizer (from its own files) and its padding policy."""
+    try:
+        tokenizer = Tokenizer.from_dir(run.path)
+    except AssetError as exc:
+        raise CheckpointError(
+            f"{run.path}: tokenizer files are missing or corrupt ({exc})"
+        ) from None
+    try:
+        policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{run.manifest_file}: {exc}") from None
+    return tokenizer, policy
 
 
 def _check_shapes(path: Path, model: SequenceClassifier, state: dict[str, torch.Tensor]) -> None:
@@ -357,7 +350,7 @@ def _check_shapes(path: Path, model: SequenceClassifier, state: dict[str, torch.
         tensor = state.get(name)
         if tensor is None or tuple(want.shape) == tuple(tensor.shape):
             continue  # a missing tensor is reported by load_state_dict's check
-        where = "head.num_classes" if name.startswith("head.") else "backbone.config"
+        where = "model.num_classes" if name.startswith("head.") else "model.config"
         raise CheckpointError(
             f"{path} does not match llmclf.json: {name} has shape {tuple(tensor.shape)} in the "
             f"weights but {tuple(want.shape)} by llmclf.json's {where}; restore the run's "

@@ -145,22 +145,22 @@ def _set(path: str, value: Any) -> Any:
     [
         (  # was RuntimeError: shape mismatch at the first prediction
             _set("labels", ["account", "billing", "hardware", "urgent"]),
-            "has 4 labels ['account', 'billing', 'hardware', 'urgent'] but head.num_classes is 3",
+            "has 4 labels ['account', 'billing', 'hardware', 'urgent'] but model.num_classes is 3",
         ),
         (  # was RuntimeError: Error(s) in loading state_dict
-            lambda m: (_set("head.num_classes", 4)(m), _set("labels", list("abcd"))(m)),
+            lambda m: (_set("model.num_classes", 4)(m), _set("labels", list("abcd"))(m)),
             "head.weight has shape (3, 128) in the weights but (4, 128) by llmclf.json's "
-            "head.num_classes",
+            "model.num_classes",
         ),
         (_set("padding", KeyError), "has no 'padding' field"),  # was KeyError: 'padding'
         (_set("padding", {"name": 3}), "padding state must be a dict with a 'name'"),
         (_set("labels", ["a", "a", "b"]), "labels must be distinct strings"),
         (_set("labels", "abc"), "'labels' must be a JSON list"),
-        (_set("head.num_classes", "3"), "head.num_classes must be an integer >= 2, got '3'"),
-        (_set("pooling", "max"), "pooling must be one of last, last-token, first, mean"),
-        (_set("backbone.config.n_head", 5), "backbone.config is not a GPT-2 config"),
-        (_set("backbone.config.n_embd", 64), "has shape"),
-        (_set("backbone.config.colour", 1), "backbone.config is not a GPT-2 config"),
+        (_set("model.num_classes", "3"), "model.num_classes must be an integer >= 2, got '3'"),
+        (_set("model.pooling", "max"), "pooling must be one of last, last-token, first, mean"),
+        (_set("model.config.n_head", 5), "model.config is not a gpt2 config"),
+        (_set("model.config.n_embd", 64), "has shape"),
+        (_set("model.config.colour", 1), "model.config is not a gpt2 config"),
         (_set("trainable", KeyError), "has no 'trainable' field"),
         (lambda m: m.clear(), "checkpoint schema None"),
     ],

@@ -12,9 +12,15 @@ from safetensors.torch import save_file
 import llmclf
 from llmclf import assets
 from llmclf.errors import AssetError, UnknownNameError, UsageError
-from llmclf.models.backbones import HF_URL, GPT2Builder, build_backbone
+from llmclf.models.backbones import HF_URL, GPT2Builder
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.weights import hf_state_dict, resolve_pretrained
+
+
+def build_backbone(name: str, weights="random", **kwargs):
+    """The registered backbone ``name``, built by its registry entry."""
+    return llmclf.backbones.get(name)(weights, **kwargs)
+
 
 BIG = 50_000_000  # above this many parameters a backbone is checked on the meta device
 PARAMETERS = {

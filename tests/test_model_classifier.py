@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+import llmclf
 from llmclf.errors import UsageError
-from llmclf.models.backbones import build_backbone
 from llmclf.models.classifier import POOLINGS, SequenceClassifier, pool
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.lora import add_lora
+
+
+def build_backbone(name: str, weights="random", **kwargs):
+    """The registered backbone ``name``, built by its registry entry."""
+    return llmclf.backbones.get(name)(weights, **kwargs)
+
 
 PAD = 50256  # <|endoftext|>, the book's padding token
 

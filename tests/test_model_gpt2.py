@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+import llmclf
 from llmclf.errors import ConfigError, UsageError
-from llmclf.models.backbones import build_backbone
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.weights import load_hf_weights
+
+
+def build_backbone(name: str, weights="random", **kwargs):
+    """The registered backbone ``name``, built by its registry entry."""
+    return llmclf.backbones.get(name)(weights, **kwargs)
+
 
 transformers = pytest.importorskip("transformers")
 

@@ -141,7 +141,7 @@ def test_info_describes_the_served_model(
     sha = hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest()
     assert info["labels"] == list(classifier.labels) == ["account", "billing", "hardware"]
     assert info["backbone"] == "gpt2-tiny"
-    assert info["pooling"] == classifier.manifest["pooling"]
+    assert info["pooling"] == classifier.model.pooling
     assert info["trainable"] == "all"
     assert info["llmclf_version"] == info["trained_with"] == llmclf.__version__
     assert info["model_sha256"] == sha

@@ -38,7 +38,7 @@ def test_run_directory_holds_exactly_the_documented_files(topic_run: Path) -> No
     assert manifest["complete"] is True
     assert manifest["labels"] == ["account", "billing", "hardware"]
     assert set(manifest["data"]["split"]) == {"train", "validation", "test"}
-    for key in ("backbone", "pooling", "head", "tokenizer", "padding", "config", "torch_version"):
+    for key in ("backbone", "model", "tokenizer", "padding", "config", "torch_version"):
         assert key in manifest
     metrics = json.loads((topic_run / "metrics.json").read_text())
     assert set(metrics) == {"train", "validation", "test"}

@@ -38,7 +38,7 @@ def test_python_registered_dataset_and_plain_function_backbone(tmp_path: Path) -
     try:
         run = Trainer(tiny(tmp_path), dataset="tickets-test", backbone="micro-test").fit()
         manifest = json.loads((run.output_dir / "llmclf.json").read_text())
-        assert manifest["backbone"]["config"]["n_embd"] == 32
+        assert manifest["model"]["config"]["n_embd"] == 32
         assert len(Classifier.load(run.output_dir).predict(["refund my invoice"])) == 1
     finally:
         llmclf.datasets.unregister("tickets-test")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import assets, settings
-from ..errors import AssetError
+from ..errors import AssetError, UsageError
 
 if TYPE_CHECKING:
     import tiktoken
@@ -97,12 +97,16 @@ class Tokenizer:
         return f"Tokenizer({self.name!r}, directory={str(self.directory)!r})"
 
 
-def get_tokenizer() -> Tokenizer:
-    """The GPT-2 tokenizer from ``$LLMCLF_HOME/gpt2/``, downloading its files if needed.
+def get_tokenizer(name: str = "gpt2") -> Tokenizer:
+    """The tokenizer ``name`` (a backbone registry entry's ``tokenizer``): GPT-2's BPE from
+    ``$LLMCLF_HOME/gpt2/``, downloading its files if needed.
 
     Present files are hash-checked. With ``LLMCLF_OFFLINE=1`` a missing file is an
-    `AssetError` naming its URL and where to put it. One instance per directory.
+    `AssetError` naming its URL and where to put it. One instance per directory. A name other
+    than ``"gpt2"`` is a `UsageError`: no other tokenizer is built in yet.
     """
+    if name != Tokenizer.name:
+        raise UsageError(f"unknown tokenizer {name!r}; llmclf builds only {Tokenizer.name!r}")
     directory = settings.gpt2_bpe_dir()
     key = directory.expanduser().resolve()
     with _lock:

@@ -13,7 +13,6 @@ _LAZY = {
     "GPT2": "llmclf.models.gpt2",
     "GPT2Config": "llmclf.models.gpt2",
     "GPT2Builder": "llmclf.models.backbones",
-    "build_backbone": "llmclf.models.backbones",
     "build_gpt2": "llmclf.models.backbones",
     "load_hf_weights": "llmclf.models.weights",
     "resolve_pretrained": "llmclf.models.weights",
@@ -24,6 +23,11 @@ _LAZY = {
     "apply_trainable": "llmclf.models.trainable",
     "parse_trainable": "llmclf.models.trainable",
     "merge_lora": "llmclf.models.lora",
+    "ModelSpec": "llmclf.models.spec",
+    "Adapters": "llmclf.models.spec",
+    "build_classifier": "llmclf.models.spec",
+    "backbone_entry": "llmclf.models.spec",
+    "freeze": "llmclf.models.trainable",
 }
 
 __all__ = sorted(_LAZY)

@@ -5,6 +5,8 @@ attributes describe it without building::
 
     builder = llmclf.backbones.get("gpt2-small")
     builder.config            # GPT2Config: the size
+    builder.architecture      # "gpt2": the module class, in llmclf.models.spec.ARCHITECTURES
+    builder.tokenizer         # "gpt2": the tokenizer its token ids come from
     builder.url               # where the pretrained weights come from (None: random only)
     builder.assets            # the files `llmclf download gpt2-small` fetches
     model = builder(weights="pretrained")   # or "random", or a path to model.safetensors
@@ -16,7 +18,11 @@ Built-ins register as a plugin registers its own size (they add ``builtin=True``
     llmclf.backbones.register("gpt2-mini", mini, description="GPT-2, 4 layers, 256 wide")
 
 A plugin may also register a plain function with the builder's signature
-``(weights="random", *, dropout=0.0, seed=123) -> GPT2``; `build_gpt2` does the work.
+``(weights="random", *, dropout=0.0, seed=123) -> GPT2``; `build_gpt2` does the work. (Without
+``architecture`` and ``tokenizer`` attributes an entry is GPT-2 with GPT-2's BPE.)
+
+The Trainer reads an entry through `llmclf.models.spec.backbone_entry` and makes the classifier
+with `llmclf.models.spec.build_classifier`, the one factory.
 
 The size metadata stays apart from the architecture (`.gpt2`), and torch is imported only
 when a model is built, so listing the registry stays fast.
@@ -55,6 +61,9 @@ class GPT2Builder:
         size: the downloaded file's size in bytes, if known.
         **sizes: `llmclf.models.gpt2.GPT2Config` fields that differ from GPT-2 small.
     """
+
+    architecture = "gpt2"  # the module class it builds (llmclf.models.spec.ARCHITECTURES)
+    tokenizer = "gpt2"  # the tokenizer its vocabulary belongs to
 
     def __init__(
         self,
@@ -157,13 +166,6 @@ def build_gpt2(
             )
     load_hf_weights(model, path)
     return model
-
-
-def build_backbone(
-    name: str, weights: str | Path = "random", *, dropout: float = 0.0, seed: int = 123
-) -> GPT2:
-    """Build the registered backbone ``name``; an unknown name lists the known ones."""
-    return backbones.get(name)(weights, dropout=dropout, seed=seed)
 
 
 def _register(

@@ -1,4 +1,9 @@
-"""Which parameters train: a policy string, parsed, then applied by setting ``requires_grad``.
+"""Which parameters train: a policy string, parsed once (`parse_trainable`), then applied.
+
+Applying it is two steps: the policy's LoRA adapters (`TrainablePolicy.adapters`) are part of
+the model's structure, so `llmclf.models.spec.build_classifier` adds them; `freeze` then sets
+``requires_grad`` and returns the parameters that train, which the optimizer, gradient
+clipping, the DDP check and the resume snapshot use (nothing re-scans ``requires_grad``).
 
 - ``head``: the classification head only.
 - ``last-block``: the last transformer block + final LayerNorm + head (the book's; the default).
@@ -11,13 +16,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from ..errors import UsageError
 from .classifier import SequenceClassifier
 from .lora import LORA_TARGETS, add_lora
+
+if TYPE_CHECKING:
+    from .spec import Adapters
 
 FORMS = "head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A"
 DEFAULT_POLICY = "last-block"
@@ -31,11 +41,19 @@ class TrainablePolicy:
     blocks: int = 0  # last-blocks: how many of the top blocks train
     r: int = 8  # lora: rank of the adapters
     alpha: float = 16.0  # lora: the update is scaled by alpha / r
+    text: str = field(default="", compare=False)  # the policy as written ("lora:r=4")
+
+    @property
+    def adapters(self) -> Adapters | None:
+        """The LoRA adapters this policy adds to the model, or None."""
+        from .spec import Adapters
+
+        return Adapters(self.r, self.alpha) if self.kind == "lora" else None
 
 
 @dataclass(frozen=True)
 class TrainableReport:
-    """What `apply_trainable` left trainable."""
+    """What `freeze` left trainable."""
 
     policy: str
     trainable: int  # trainable parameters
@@ -43,6 +61,8 @@ class TrainableReport:
     trainable_names: tuple[str, ...]
     first_trainable_layer: int  # lowest block with a trainable parameter; 0 if embeddings
     # train, n_layer if no block does. Blocks below it are frozen and may be cached.
+    parameters: dict[str, nn.Parameter] = field(default_factory=dict, repr=False, compare=False)
+    # the parameters that train, by name, in the model's order
 
     def __str__(self) -> str:
         share = 100.0 * self.trainable / self.total if self.total else 0.0
@@ -57,11 +77,11 @@ def parse_trainable(policy: str) -> TrainablePolicy:
     text = policy.strip() if isinstance(policy, str) else ""
     kind, _, args = text.partition(":")
     if kind == "last-block" and not args:
-        return TrainablePolicy("last-blocks", blocks=1)
+        return TrainablePolicy("last-blocks", blocks=1, text=text)
     if kind in ("head", "all") and not args:
-        return TrainablePolicy(kind)
+        return TrainablePolicy(kind, text=text)
     if kind == "last-blocks" and args.isdigit() and int(args) >= 1:
-        return TrainablePolicy("last-blocks", blocks=int(args))
+        return TrainablePolicy("last-blocks", blocks=int(args), text=text)
     if kind == "lora" and ":" not in args:
         return _parse_lora(policy, args)
     raise _bad(policy)
@@ -79,7 +99,8 @@ def _parse_lora(policy: str, args: str) -> TrainablePolicy:
         if number is None or key in values or number <= 0 or (key == "r" and number % 1):
             raise _bad(policy)
         values[key] = number
-    return TrainablePolicy("lora", r=int(values.get("r", 8)), alpha=values.get("alpha", 16.0))
+    r, alpha = int(values.get("r", 8)), values.get("alpha", 16.0)
+    return TrainablePolicy("lora", r=r, alpha=alpha, text=policy.strip())
 
 
 def _bad(policy: object) -> UsageError:
@@ -89,25 +110,36 @@ def _bad(policy: object) -> UsageError:
 
 
 def apply_trainable(model: SequenceClassifier, policy: str, *, seed: int = 123) -> TrainableReport:
-    """Freeze ``model`` except what ``policy`` trains; for ``lora``, add the adapters first.
+    """Parse ``policy``, add its LoRA adapters to ``model`` if it has any, then `freeze`.
 
     ``seed`` seeds the adapters' initialisation (a local generator; the global RNG is left
     alone). Calling it again with the same LoRA policy keeps the adapters that are there.
+    (The Trainer builds the adapters with the model instead: `llmclf.models.spec`.)
     """
     parsed = parse_trainable(policy)
-    n_layer = len(model.backbone.h)
-    if parsed.kind == "last-blocks" and parsed.blocks > n_layer:
-        raise UsageError(
-            f"trainable policy {policy!r} asks for {parsed.blocks} blocks but the backbone has "
-            f"{n_layer}; use last-blocks:{n_layer} or all"
-        )
-    if parsed.kind == "lora":
+    _check_blocks(parsed, len(model.backbone.h))
+    if parsed.adapters is not None:
         generator = torch.Generator().manual_seed(seed)
         add_lora(model.backbone, parsed.r, parsed.alpha, LORA_TARGETS, generator)
+    return freeze(model, parsed)
 
+
+def freeze(model: SequenceClassifier, policy: TrainablePolicy) -> TrainableReport:
+    """Set ``requires_grad`` so that only what ``policy`` trains trains; report it, with the
+    trainable parameters by name. A LoRA policy needs the adapters in the model already."""
+    n_layer = len(model.backbone.h)
+    _check_blocks(policy, n_layer)
     for name, param in model.named_parameters():
-        param.requires_grad_(_trains(parsed, name, n_layer))
-    return trainable_report(model, policy.strip())
+        param.requires_grad_(_trains(policy, name, n_layer))
+    return trainable_report(model, policy.text or policy.kind)
+
+
+def _check_blocks(policy: TrainablePolicy, n_layer: int) -> None:
+    if policy.kind == "last-blocks" and policy.blocks > n_layer:
+        raise UsageError(
+            f"trainable policy {policy.text!r} asks for {policy.blocks} blocks but the backbone "
+            f"has {n_layer}; use last-blocks:{n_layer} or all"
+        )
 
 
 def _trains(policy: TrainablePolicy, name: str, n_layer: int) -> bool:
@@ -125,19 +157,21 @@ def _trains(policy: TrainablePolicy, name: str, n_layer: int) -> bool:
 
 def trainable_report(model: SequenceClassifier, policy: str) -> TrainableReport:
     """Count what trains in ``model`` as it is now."""
-    names, trainable, total = [], 0, 0
+    params: dict[str, nn.Parameter] = {}
+    trainable, total = 0, 0
     for name, param in model.named_parameters():
         total += param.numel()
         if param.requires_grad:
             trainable += param.numel()
-            names.append(name)
+            params[name] = param
+    names = list(params)
     n_layer = len(model.backbone.h)
     if any(name.startswith(("backbone.wte.", "backbone.wpe.")) for name in names):
         first = 0
     else:
         blocks = [b for b in map(_block_of, names) if b is not None]
         first = min(blocks, default=n_layer)
-    return TrainableReport(policy, trainable, total, tuple(names), first)
+    return TrainableReport(policy, trainable, total, tuple(names), first, params)
 
 
 def _block_of(name: str) -> int | None:

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from ..assets import atomic_path, atomic_write_text
 from ..errors import CheckpointError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: the model in backbone/head/pooling; 2: a ModelSpec under "model"
 MODEL_FILE = "model.safetensors"
 MANIFEST_FILE = "llmclf.json"
 METRICS_FILE = "metrics.json"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from .device import autocast
 from .distributed import DistContext
 from .features import TrunkCache
 from .reporting import Reporter
+from .rundir import RunDirectory
 
 
 class BatchForward(nn.Module):
@@ -88,30 +89,57 @@ def batch_weight(labels: torch.Tensor, class_weights: torch.Tensor | None) -> fl
     return float(class_weights.cpu()[labels].sum())
 
 
+@dataclass(frozen=True)
+class LoopModel:
+    """What trains: the model, the module the loop calls (``BatchForward``, wrapped in DDP when
+    distributed), its optimizer, and the parameters that train, by name."""
+
+    model: SequenceClassifier
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    trainable: dict[str, nn.Parameter]
+
+
+@dataclass(frozen=True)
+class LoopData:
+    """What it trains on: the prepared splits, the fitted padding policy, the frozen-trunk
+    cache of each split (None: run the whole model), and the class weights of the loss."""
+
+    data: PreparedData
+    policy: Any
+    caches: dict[str, TrunkCache | None]
+    class_weights: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LoopRuntime:
+    """Where it runs and reports: device, autocast dtype, DDP context, reporter, run dir."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    ctx: DistContext
+    reporter: Reporter
+    run_dir: RunDirectory
+
+
 class TrainingLoop:
     """Holds the loop's state (epoch, step, history, best loss) and runs it."""
 
     def __init__(
-        self,
-        cfg: TrainConfig,
-        model: SequenceClassifier,
-        forward: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        data: PreparedData,
-        policy: Any,
-        caches: dict[str, TrunkCache | None],
-        device: torch.device,
-        amp_dtype: torch.dtype | None,
-        class_weights: torch.Tensor | None,
-        reporter: Reporter,
-        ctx: DistContext,
+        self, cfg: TrainConfig, model: LoopModel, data: LoopData, runtime: LoopRuntime
     ) -> None:
-        self.cfg, self.model, self.forward, self.optimizer = cfg, model, forward, optimizer
-        self.data, self.policy, self.caches, self.device = data, policy, caches, device
-        self.class_weights, self.reporter, self.ctx = class_weights, reporter, ctx
-        self.amp = partial(autocast, device, amp_dtype)
+        self.cfg = cfg
+        self.model, self.forward, self.optimizer = model.model, model.forward, model.optimizer
+        self.trainable = model.trainable  # the parameters that train, by name
+        self.data, self.policy, self.caches = data.data, data.policy, data.caches
+        self.class_weights = data.class_weights
+        self.device, self.reporter, self.ctx = runtime.device, runtime.reporter, runtime.ctx
+        self.run_dir = runtime.run_dir
+        self.amp = partial(autocast, runtime.device, runtime.amp_dtype)
         # fp16 autocast needs loss scaling; bf16 and fp32 do not
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            runtime.device.type, enabled=runtime.amp_dtype == torch.float16
+        )
         self.history: list[dict[str, Any]] = []
         self.epochs_completed = 0
         self.step = 0
@@ -178,7 +206,9 @@ class TrainingLoop:
         return {"loss": metrics["loss"], "accuracy": metrics["accuracy"], "metrics": metrics}
 
     # ----- the loop ---------------------------------------------------------------------------
-    def run(self, out: Path, manifest: dict[str, Any]) -> None:
+    def run(self) -> None:
+        """Train from the epoch after the last completed one to ``cfg.epochs`` (or early
+        stopping), saving the model, progress and resume state after each epoch."""
         cfg = self.cfg
         self.model.train()
         steps = math.ceil(len(self.data.train) / cfg.batch_size)
@@ -213,9 +243,9 @@ class TrainingLoop:
                 self.bad_epochs += 1
             saved = cfg.save == "last" or improved
             if saved:
-                self.save_model(out, manifest)
-            self._save_progress(out, manifest)
-            self._save_resume(out / ckpt.RESUME_DIR)
+                self.save_model()
+            self.run_dir.record_progress(self.epochs_completed)
+            self._save_resume(self.run_dir)
             self.reporter.event(
                 "epoch_end",
                 epoch=epoch + 1,
@@ -236,8 +266,7 @@ class TrainingLoop:
     def _optimizer_step(self) -> None:
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -260,9 +289,9 @@ class TrainingLoop:
         self.reporter.event("evaluation", row=row)
         return row
 
-    # ----- persistence (rank 0 writes) --------------------------------------------------------
+    # ----- persistence (the run directory writes on rank 0 only) ------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        return {n: p.detach().clone() for n, p in self.trainable.items()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         result = self.model.load_state_dict(state, strict=False)
@@ -271,70 +300,40 @@ class TrainingLoop:
                 f"saved state does not match the model: {result.unexpected_keys[:5]}"
             )
 
-    def save_model(self, out: Path, manifest: dict[str, Any]) -> None:
+    def save_model(self) -> None:
         """Write the weights, then the manifest that describes them (each atomically)."""
-        if not self.ctx.is_main:
-            return
-        ckpt.save_tensors(out / ckpt.MODEL_FILE, self.model.state_dict())
-        manifest["model_epoch"] = self.epochs_completed
-        ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
+        self.run_dir.save_model(self.model.state_dict(), self.epochs_completed)
 
-    def _save_progress(self, out: Path, manifest: dict[str, Any]) -> None:
-        """Record in the manifest how many epochs are done (the model may be an earlier one's)."""
-        if not self.ctx.is_main:
+    def _save_resume(self, run_dir: RunDirectory) -> None:
+        """Write what continuing takes (`RunDirectory.save_resume`), then the history."""
+        if not run_dir.writes:
             return
-        manifest["epochs_completed"] = self.epochs_completed
-        ckpt.write_json(out / ckpt.MANIFEST_FILE, manifest)
-
-    def _save_resume(self, directory: Path) -> None:
-        """Write what continuing takes; ``state.json``, written last, commits the set.
-
-        The tensor files carry the epoch in their names, so an interruption while writing them
-        leaves the previous epoch's set (which ``state.json`` still names) whole.
-        """
-        if not self.ctx.is_main:
-            return
-        epoch = self.epochs_completed
-        files = {
-            "weights": f"trainable-{epoch}.safetensors",
-            "optimizer": f"optimizer-{epoch}.safetensors",
-        }
-        ckpt.save_tensors(directory / files["weights"], self.trainable_state())
         tensors, rest = ckpt.optimizer_to_tensors(self.optimizer.state_dict())
         tensors.update(rng_state())
-        ckpt.save_tensors(directory / files["optimizer"], tensors)
-        ckpt.write_json(
-            directory / ckpt.RESUME_STATE,
-            {
-                "files": files,
-                "config": self.cfg.to_dict(),
-                "optimizer": rest,
-                "epochs_completed": self.epochs_completed,
-                "step": self.step,
-                "examples_seen": self.examples_seen,
-                "best_loss": self.best_loss,
-                "bad_epochs": self.bad_epochs,
-                "history": self.history,
-            },
-        )
-        for stale in directory.glob("*.safetensors"):  # earlier epochs' sets
-            if stale.name not in files.values():
-                stale.unlink(missing_ok=True)
-        ckpt.write_history(directory.parent / ckpt.HISTORY_FILE, self.history)
+        state = {
+            "config": self.cfg.to_dict(),
+            "optimizer": rest,
+            "epochs_completed": self.epochs_completed,
+            "step": self.step,
+            "examples_seen": self.examples_seen,
+            "best_loss": self.best_loss,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+        }
+        weights = {"weights": self.trainable_state(), "optimizer": tensors}
+        run_dir.save_resume(self.epochs_completed, weights, state)
+        run_dir.write_history(self.history)
 
-    def restore(self, out: Path) -> None:
-        """Continue from the state the last completed epoch left in ``out/resume``."""
-        directory = out / ckpt.RESUME_DIR
-        state = ckpt.read_json(directory / ckpt.RESUME_STATE)
-        if (out / ckpt.MODEL_FILE).is_file():  # the best model so far
-            saved = ckpt.load_tensors(out / ckpt.MODEL_FILE)
-            names = {n for n, p in self.model.named_parameters() if p.requires_grad}
-            self.best_state = {n: t for n, t in saved.items() if n in names}
-        files = state["files"]
-        self.load_trainable_state(ckpt.load_tensors(directory / files["weights"]))
-        tensors = ckpt.load_tensors(directory / files["optimizer"])
-        set_rng_state(tensors)
-        self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, state["optimizer"]))
+    def restore(self) -> None:
+        """Continue from the state the last completed epoch left in the run's ``resume/``."""
+        if self.run_dir.model_file.is_file():  # the best model so far
+            saved = ckpt.load_tensors(self.run_dir.model_file)
+            self.best_state = {n: t for n, t in saved.items() if n in self.trainable}
+        state, tensors = self.run_dir.load_resume()
+        self.load_trainable_state(tensors["weights"])
+        optimizer = tensors["optimizer"]
+        set_rng_state(optimizer)
+        self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(optimizer, state["optimizer"]))
         self.epochs_completed = state["epochs_completed"]
         self.step = state["step"]
         self.examples_seen = state["examples_seen"]

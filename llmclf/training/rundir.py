@@ -1,4 +1,9 @@
-"""Which directories are llmclf runs, which files in them are llmclf's, and replacing a run.
+"""The run directory: its layout, every write of its manifest, and which directories are runs.
+
+`RunDirectory` is the one owner of a run's files: the Trainer, the loop and the CLI ask it
+where a file goes and have it write ``llmclf.json`` (`RunDirectory.start`, `save_model`,
+`record_progress`, `finish` are the only writers). `read_manifest` reads any schema this llmclf
+knows and returns the current one (`llmclf.training.manifest.upgrade_manifest`).
 
 An *llmclf run* is a directory whose ``llmclf.json`` is a JSON object with a ``schema_version``
 (fit writes it first, before any other file), or one that holds an ``--overwrite`` in progress
@@ -27,15 +32,20 @@ import contextlib
 import json
 import os
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data.tokenizer import FILES as TOKENIZER_FILES
-from ..errors import UsageError
+from ..data.tokenizer import Tokenizer
+from ..errors import CheckpointError, UsageError
 from ..options import default_of
 from ..options import flag as option_flag
 from . import checkpoint as ckpt
 from .config import TrainConfig, config_fields
+from .manifest import new_manifest, upgrade_manifest
 
 STAGING_DIR = ".llmclf-overwrite"
 RUN_FILES = (
@@ -47,6 +57,153 @@ RUN_FILES = (
     ckpt.MANIFEST_FILE,  # last: moving it in commits a run
 )
 RESUME_PATTERNS = (ckpt.RESUME_STATE, "trainable-*.safetensors", "optimizer-*.safetensors")
+PROGRESS_FIELDS = ("epochs_completed", "model_epoch")  # a resumed run keeps these
+
+
+class RunDirectory:
+    """One run directory: where each file goes, and every write of its ``llmclf.json``.
+
+    ``writes=False`` (the other ranks under DDP) makes every write a no-op, so callers need no
+    rank checks. The manifest is built once (`start`), changed only through this object, and
+    written whole (atomically) after each change.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, writes: bool = True) -> None:
+        self.path = Path(path)
+        self.writes = writes
+        self.manifest: dict[str, Any] = {}
+
+    # ----- layout ----------------------------------------------------------------------------
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / ckpt.MANIFEST_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / ckpt.MODEL_FILE
+
+    @property
+    def resume_dir(self) -> Path:
+        return self.path / ckpt.RESUME_DIR
+
+    @property
+    def resume_state_file(self) -> Path:
+        return self.resume_dir / ckpt.RESUME_STATE
+
+    @property
+    def curves_file(self) -> Path:
+        return self.path / ckpt.CURVES_FILE
+
+    def has_manifest(self) -> bool:
+        return has_manifest(self.path)
+
+    def has_resume_state(self) -> bool:
+        """Whether ``resume/state.json`` is there: the run can continue."""
+        return self.resume_state_file.is_file()
+
+    # ----- reading -----------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        """``llmclf.json`` in the current schema (an older one is upgraded in memory)."""
+        return upgrade_manifest(ckpt.read_json(self.manifest_file), self.manifest_file)
+
+    def read_resume_state(self) -> dict[str, Any]:
+        return ckpt.read_json(self.resume_state_file)
+
+    def resume_config(self) -> TrainConfig:
+        """The config an unfinished run's ``resume/state.json`` continues with."""
+        return TrainConfig.from_dict(self.read_resume_state()["config"])
+
+    # ----- the manifest: the only writes of llmclf.json ----------------------------------------
+    def start(self, description: Mapping[str, Any]) -> None:
+        """Begin a new run: write its manifest first (that marks the directory as a run).
+
+        A staging directory (``--overwrite``) is cleared of an earlier attempt first.
+        """
+        self.manifest = new_manifest(description)
+        if self.writes:
+            if self.path.name == STAGING_DIR:
+                clear_staging(self.path.parent)
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._write_manifest()
+
+    def reopen(self, description: Mapping[str, Any]) -> None:
+        """Continue an unfinished run: its manifest, with the progress it had recorded."""
+        previous = ckpt.read_json(self.manifest_file)
+        self.manifest = new_manifest(description)
+        self.manifest.update({k: previous[k] for k in PROGRESS_FIELDS if k in previous})
+
+    def save_model(self, state: Mapping[str, torch.Tensor], epoch: int) -> None:
+        """Write the weights, then the manifest that says which epoch they are."""
+        if not self.writes:
+            return
+        ckpt.save_tensors(self.model_file, state)
+        self.manifest["model_epoch"] = epoch
+        self._write_manifest()
+
+    def record_progress(self, epochs_completed: int) -> None:
+        """Record how many epochs are done (the saved model may be an earlier one's)."""
+        self.manifest["epochs_completed"] = epochs_completed
+        if self.writes:
+            self._write_manifest()
+
+    def finish(
+        self,
+        metrics: Mapping[str, Any],
+        history: Sequence[Mapping[str, Any]],
+        epochs_completed: int,
+    ) -> None:
+        """Write the metrics and the history, mark the run complete, drop ``resume/``."""
+        self.manifest.update(complete=True, epochs_completed=epochs_completed)
+        if not self.writes:
+            return
+        ckpt.write_json(self.path / ckpt.METRICS_FILE, metrics)
+        self.write_history(history)
+        self._write_manifest()
+        remove_resume_files(self.path)
+
+    def _write_manifest(self) -> None:
+        ckpt.write_json(self.manifest_file, self.manifest)
+
+    # ----- the other files -------------------------------------------------------------------
+    def save_tokenizer(self, tokenizer: Tokenizer) -> None:
+        if self.writes:
+            tokenizer.save(self.path)
+
+    def write_history(self, history: Sequence[Mapping[str, Any]]) -> None:
+        if self.writes:
+            ckpt.write_history(self.path / ckpt.HISTORY_FILE, history)
+
+    def save_resume(
+        self,
+        epoch: int,
+        tensors: Mapping[str, Mapping[str, torch.Tensor]],
+        state: Mapping[str, Any],
+    ) -> None:
+        """Write epoch ``epoch``'s resume set: ``tensors`` (``{"weights": ..., "optimizer":
+        ...}``) as ``<kind>-<epoch>.safetensors``, then ``state.json`` naming them (it commits
+        the set), then remove earlier epochs' files.
+
+        The tensor files carry the epoch in their names, so an interruption while writing them
+        leaves the previous epoch's set (which ``state.json`` still names) whole.
+        """
+        if not self.writes:
+            return
+        prefixes = {"weights": "trainable", "optimizer": "optimizer"}
+        files = {kind: f"{prefixes[kind]}-{epoch}.safetensors" for kind in tensors}
+        for kind, named in tensors.items():
+            ckpt.save_tensors(self.resume_dir / files[kind], named)
+        ckpt.write_json(self.resume_state_file, {"files": files, **state})
+        for stale in self.resume_dir.glob("*.safetensors"):  # earlier epochs' sets
+            if stale.name not in files.values():
+                stale.unlink(missing_ok=True)
+
+    def load_resume(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+        """``state.json`` and the tensor files it names (by kind)."""
+        state = self.read_resume_state()
+        tensors = {
+            kind: ckpt.load_tensors(self.resume_dir / name) for kind, name in state["files"].items()
+        }
+        return state, tensors
 
 
 def has_manifest(directory: Path) -> bool:
@@ -125,6 +282,82 @@ def finished_staging(out: Path) -> Path | None:
         return None
     manifest = json.loads((staging / ckpt.MANIFEST_FILE).read_text(encoding="utf-8"))
     return staging if manifest.get("complete") else None
+
+
+def new_run_dir(out: Path, *, overwrite: bool) -> Path:
+    """Where a new run in ``out`` trains: ``out`` itself, or its staging dir under --overwrite.
+
+    Refuses a directory that is neither empty nor an llmclf run (even with --overwrite), and a
+    run without --overwrite.
+    """
+    check_new_output(out)
+    if not is_run(out):
+        return out
+    if not overwrite:
+        raise UsageError(_existing_run_message(out))
+    return out / STAGING_DIR
+
+
+def resumable_dir(run_dir: Path) -> Path:
+    """The directory whose ``resume/`` continues ``run_dir``'s run, or a one-line error.
+
+    An interrupted ``--overwrite`` (in ``run_dir``'s staging dir) is the newer run, so it wins.
+    """
+    staging = run_dir / STAGING_DIR
+    if finished := finished_staging(run_dir):  # killed while it was being moved in
+        promote(finished, run_dir)
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+    for work in (staging, run_dir):
+        if RunDirectory(work).has_resume_state():
+            return work
+    if has_manifest(staging):
+        config = TrainConfig.from_dict(ckpt.read_json(staging / ckpt.MANIFEST_FILE)["config"])
+        raise CheckpointError(
+            f"the --overwrite of {run_dir} stopped before its first epoch ended and {run_dir} "
+            f"still holds the previous run; start it again with "
+            f"{repeat_command(config, run_dir)}"
+        )
+    if not has_manifest(run_dir):
+        raise UsageError(
+            f"{run_dir} is not an llmclf run (no llmclf.json); --resume takes an interrupted "
+            "run's directory"
+        )
+    manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
+    if manifest.get("complete"):
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+    config = TrainConfig.from_dict(manifest["config"])
+    raise CheckpointError(
+        f"{run_dir} stopped before its first epoch ended, so there is nothing to resume; start "
+        f"it again with {repeat_command(config, run_dir)}"
+    )
+
+
+def _existing_run_message(out: Path) -> str:
+    """Why ``out`` cannot take a new run, and what to do instead."""
+    if not has_manifest(out):
+        return (
+            f"{out} holds a run that was being moved in when llmclf stopped; finish that with "
+            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite"
+        )
+    if RunDirectory(out / STAGING_DIR).has_resume_state():
+        return (
+            f"{out} holds a run and an interrupted --overwrite of it; continue that with "
+            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite to start over"
+        )
+    if ckpt.read_json(out / ckpt.MANIFEST_FILE).get("complete"):
+        return (
+            f"{out} already holds a finished run; choose another --output "
+            "or pass --overwrite to replace it"
+        )
+    if RunDirectory(out).has_resume_state():
+        return (
+            f"{out} holds an unfinished run; continue it with llmclf fit --resume {out}, "
+            "choose another --output, or pass --overwrite to start over"
+        )
+    return (
+        f"{out} holds a run interrupted before its first epoch ended; pass --overwrite to "
+        "start over or choose another --output"
+    )
 
 
 def repeat_command(config: TrainConfig, out: Path) -> str:

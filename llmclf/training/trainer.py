@@ -10,17 +10,16 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data.padding import check_combination
-from ..data.pipeline import DataSpec, PreparedData, Split, prepare_data
+from ..data.pipeline import PreparedData, Split, prepare_data
 from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
-from ..models.trainable import TrainableReport, apply_trainable
+from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
+from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
 from ..options import SPLITS
 from ..registries import backbones, balancers, padding
-from . import checkpoint as ckpt
 from . import distributed, rundir
 from .config import TrainConfig
 from .device import autocast, resolve_device, resolve_precision
@@ -34,8 +33,9 @@ from .features import (
     cache_bytes,
     cache_decision,
 )
-from .loop import BatchForward, TrainingLoop
+from .loop import BatchForward, LoopData, LoopModel, LoopRuntime, TrainingLoop
 from .reporting import Phase, Reporter
+from .rundir import RunDirectory
 
 
 @dataclass
@@ -46,11 +46,6 @@ class Run:
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def data_spec(config: TrainConfig) -> DataSpec:
-    """The data part of a config: ``config.data`` (kept for callers of the old name)."""
-    return config.data
 
 
 def check_names(config: TrainConfig) -> None:
@@ -107,9 +102,8 @@ class Trainer:
             raise UsageError(
                 f"{run_dir} does not exist; --resume takes an interrupted run's directory"
             )
-        work = _resumable_dir(run_dir)
-        state = ckpt.read_json(work / ckpt.RESUME_DIR / ckpt.RESUME_STATE)
-        config = TrainConfig.from_dict(state["config"])
+        work = rundir.resumable_dir(run_dir)
+        config = RunDirectory(work).resume_config()
         trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
         trainer._resume_dir = work
         return trainer
@@ -137,7 +131,7 @@ class Trainer:
         if work is None or not rundir.has_manifest(work):
             return None
         out = self.output_dir
-        if (work / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
+        if RunDirectory(work).has_resume_state():
             return f"continue with llmclf fit --resume {out}"
         kept = f"; {out} still holds the previous run" if work != out else ""
         return (
@@ -151,7 +145,7 @@ class Trainer:
         cfg = self.config
         check_names(cfg)  # before any data work
         out = self.output_dir
-        work = self._resume_dir or _new_run_dir(out, overwrite=overwrite)
+        work = self._resume_dir or rundir.new_run_dir(out, overwrite=overwrite)
         self._work_dir = work
         ctx, device_name = distributed.setup(cfg.device)
         try:
@@ -169,123 +163,163 @@ class Trainer:
     def _fit(self, out: Path, work: Path, ctx: DistContext, device: torch.device) -> Run:
         """Train into ``work`` (``out``, or ``out``'s staging dir under --overwrite)."""
         cfg = self.config
-        resuming = self._resume_dir is not None
+        run_dir = RunDirectory(work, writes=ctx.is_main)
         amp_dtype = resolve_precision(cfg.precision, device)
         torch.manual_seed(cfg.seed)
-
-        tokenizer = get_tokenizer()
-        builder = backbones.get(cfg.backbone)
-        backbone = None
-        size = getattr(builder, "config", None)  # GPT2Builder knows its size without building
-        if size is None:  # a plain builder function (a plugin): build first to learn the size
-            backbone = self._build_backbone(builder)
-            size = backbone.config
-        context_length = size.context_length
-        policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
-        with Phase(self.reporter, "data"):
-            data = prepare_data(cfg.data, tokenizer, context_length)
-        if resuming:
-            saved = ckpt.read_json(work / ckpt.MANIFEST_FILE)["data"]["fingerprint"]
-            if saved != data.fingerprint:
-                raise CheckpointError(
-                    f"the dataset changed since {out} was trained; start a new run instead"
-                )
-        policy.fit([len(ids) for ids in data.train.token_ids])
-        self._report_cuts(data, policy)
-
-        if backbone is None:
-            backbone = self._build_backbone(builder)
-        model = SequenceClassifier(backbone, len(data.labels), pooling=cfg.pooling)
-        trainable = apply_trainable(model, cfg.trainable, seed=cfg.seed)
-        model.to(device)
-
+        entry = backbone_entry(cfg.backbone)
+        trainable_policy = parse_trainable(cfg.trainable)
+        tokenizer = get_tokenizer(entry.tokenizer)
+        # a plain builder function (a plugin) says its size only once built
+        backbone = None if entry.size is not None else self._build_backbone(entry)
+        context_length = entry.context_length or backbone.config.context_length
+        data, policy = self._prepare_data(tokenizer, context_length, run_dir)
+        model, spec, trainable = self._build_model(
+            entry, backbone, trainable_policy, len(data.labels), device
+        )
         caches, cache_note = self._build_caches(
             model, data, policy, trainable, device, amp_dtype, ctx
         )
+        self._report_setup(data, trainable, cache_note)
+        loop = TrainingLoop(
+            cfg,
+            self._loop_model(model, trainable, device, ctx),
+            LoopData(data, policy, caches, _class_weights(data, device)),
+            LoopRuntime(device, amp_dtype, ctx, self.reporter, run_dir),
+        )
+        description = _describe(cfg, spec, trainable, data, policy, tokenizer)
+        self._open_run(run_dir, description, tokenizer, loop)
+        loop.run()
+        metrics = self._final_metrics(loop, data)
+        self._check_ranks_agree(ctx, trainable)
+        self._finish(run_dir, out, loop, metrics)
+        ctx.barrier()
+        self.reporter.event("done", output_dir=str(out), metrics=metrics)
+        return Run(out, cfg, loop.history, metrics)
+
+    # ----- the steps of `fit` -----------------------------------------------------------------
+    def _prepare_data(
+        self, tokenizer: Tokenizer, context_length: int, run_dir: RunDirectory
+    ) -> tuple[PreparedData, Any]:
+        """The prepared splits and the fitted padding policy (built before any data work); a
+        resumed run's data must be the data it was trained on."""
+        cfg = self.config
+        policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
+        with Phase(self.reporter, "data"):
+            data = prepare_data(cfg.data, tokenizer, context_length)
+        if self._resume_dir is not None:
+            saved = run_dir.read_manifest()["data"]["fingerprint"]
+            if saved != data.fingerprint:
+                raise CheckpointError(
+                    f"the dataset changed since {self.output_dir} was trained; start a new run "
+                    "instead"
+                )
+        policy.fit([len(ids) for ids in data.train.token_ids])
+        self._report_cuts(data, policy)
+        return data, policy
+
+    def _build_model(
+        self,
+        entry: BackboneEntry,
+        backbone: torch.nn.Module | None,
+        trainable_policy: TrainablePolicy,
+        num_classes: int,
+        device: torch.device,
+    ) -> tuple[SequenceClassifier, ModelSpec, TrainableReport]:
+        """The classifier on ``device`` (built by the one factory), its spec, what trains."""
+        cfg = self.config
+        if backbone is None:
+            backbone = self._build_backbone(entry)
+        spec = ModelSpec(
+            architecture=entry.architecture.name,
+            config=asdict(backbone.config),
+            num_classes=num_classes,
+            pooling=cfg.pooling,
+            adapters=trainable_policy.adapters,
+        )
+        model = build_classifier(spec, backbone=backbone, seed=cfg.seed).to(device)
+        return model, spec, freeze(model, trainable_policy)
+
+    def _report_setup(self, data: PreparedData, trainable: TrainableReport, cache: str) -> None:
         report = data.report.to_dict()
-        report["cache"] = cache_note
+        report["cache"] = cache
         self.reporter.event("data", report=report)
         self.reporter.event(
             "model",
             trainable=trainable.trainable,
             total=trainable.total,
             policy=trainable.policy,
-            cache=cache_note,
+            cache=cache,
         )
 
+    def _loop_model(
+        self,
+        model: SequenceClassifier,
+        trainable: TrainableReport,
+        device: torch.device,
+        ctx: DistContext,
+    ) -> LoopModel:
+        """The model as the loop calls it (under DDP when distributed) and its optimizer."""
+        cfg = self.config
         forward: torch.nn.Module = BatchForward(model)
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=ids)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = list(trainable.parameters.values())
         optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        class_weights = (
-            torch.tensor(data.class_weights, dtype=torch.float32, device=device)
-            if data.class_weights
-            else None
-        )
-        loop = TrainingLoop(
-            cfg,
-            model,
-            forward,
-            optimizer,
-            data,
-            policy,
-            caches,
-            device,
-            amp_dtype,
-            class_weights,
-            self.reporter,
-            ctx,
-        )
-        manifest = _manifest(cfg, model, trainable, data, policy, tokenizer)
-        if ctx.is_main:
-            if not resuming:
-                if work != out:
-                    rundir.clear_staging(out)
-                work.mkdir(parents=True, exist_ok=True)
-                ckpt.write_json(work / ckpt.MANIFEST_FILE, manifest)  # first: marks an llmclf run
-            tokenizer.save(work)
-        if resuming:
-            loop.restore(work)
-            previous = ckpt.read_json(work / ckpt.MANIFEST_FILE)
-            for key in ("epochs_completed", "model_epoch"):
-                if key in previous:
-                    manifest[key] = previous[key]
-        loop.run(work, manifest)
+        return LoopModel(model, forward, optimizer, trainable.parameters)
 
-        # the final metrics are those of the saved model: the best by validation loss, or the last
+    def _open_run(
+        self,
+        run_dir: RunDirectory,
+        description: dict[str, Any],
+        tokenizer: Tokenizer,
+        loop: TrainingLoop,
+    ) -> None:
+        """Start the run directory (its manifest first), or continue the one being resumed."""
+        if self._resume_dir is None:
+            run_dir.start(description)
+        else:
+            run_dir.reopen(description)
+        run_dir.save_tokenizer(tokenizer)
+        if self._resume_dir is not None:
+            loop.restore()
+
+    def _final_metrics(self, loop: TrainingLoop, data: PreparedData) -> dict[str, Any]:
+        """Every non-empty split scored with the saved model: the best by validation loss, or
+        the last."""
+        cfg = self.config
         if cfg.save == "best" and loop.best_state is not None:
             loop.load_trainable_state(loop.best_state)
         else:
-            loop.save_model(work, manifest)
+            loop.save_model()
         scored = [name for name in SPLITS if len(getattr(data, name))]
         steps = sum(math.ceil(len(getattr(data, name)) / cfg.batch_size) for name in scored)
         with Phase(self.reporter, "final evaluation", total=steps) as phase:
-            metrics = {
+            return {
                 name: loop.evaluate(name, max_batches=None, progress=phase.advance)["metrics"]
                 for name in scored
             }
-        if ctx.enabled:
-            difference = ctx.max_abs_difference([p for p in model.parameters() if p.requires_grad])
-            self.reporter.event(
-                "message",
-                text=f"{ctx.world_size} ranks agree on the final weights "
-                f"(max abs difference {difference:.3g})",
-            )
-        if ctx.is_main:
-            ckpt.write_json(work / ckpt.METRICS_FILE, metrics)
-            ckpt.write_history(work / ckpt.HISTORY_FILE, loop.history)
-            self._plot(work, loop.history)
-            manifest["complete"] = True
-            manifest["epochs_completed"] = loop.epochs_completed
-            ckpt.write_json(work / ckpt.MANIFEST_FILE, manifest)
-            rundir.remove_resume_files(work)
-            if work != out:  # the new run is whole: now it replaces the old one
-                rundir.promote(work, out)
-        ctx.barrier()
-        self.reporter.event("done", output_dir=str(out), metrics=metrics)
-        return Run(out, cfg, loop.history, metrics)
+
+    def _check_ranks_agree(self, ctx: DistContext, trainable: TrainableReport) -> None:
+        if not ctx.enabled:
+            return
+        difference = ctx.max_abs_difference(list(trainable.parameters.values()))
+        self.reporter.event(
+            "message",
+            text=f"{ctx.world_size} ranks agree on the final weights "
+            f"(max abs difference {difference:.3g})",
+        )
+
+    def _finish(
+        self, run_dir: RunDirectory, out: Path, loop: TrainingLoop, metrics: dict[str, Any]
+    ) -> None:
+        """Write the metrics, history and curves, mark the run complete, and under
+        ``--overwrite`` move it over the old run."""
+        if run_dir.writes:
+            self._plot(run_dir.curves_file, loop.history)
+        run_dir.finish(metrics, loop.history, loop.epochs_completed)
+        if run_dir.writes and run_dir.path != out:  # the new run is whole: it replaces the old
+            rundir.promote(run_dir.path, out)
 
     # ------------------------------------------------------------------------------------------
     def _report_cuts(self, data: PreparedData, policy: Any) -> None:
@@ -300,11 +334,11 @@ class Trainer:
         if warning:
             self.reporter.event("message", text=f"warning: {warning}")
 
-    def _build_backbone(self, builder: Any) -> Any:
+    def _build_backbone(self, entry: BackboneEntry) -> Any:
         """The backbone module, built (weights read) under a ``backbone`` phase."""
         cfg = self.config
         with Phase(self.reporter, "backbone"):
-            return builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            return entry.builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
 
     def _build_caches(
         self,
@@ -364,36 +398,27 @@ class Trainer:
                         )
         return caches, note
 
-    def _plot(self, out: Path, history: list[dict[str, Any]]) -> None:
+    def _plot(self, path: Path, history: list[dict[str, Any]]) -> None:
         from .curves import plot_curves
 
-        note = plot_curves(history, out / ckpt.CURVES_FILE)
+        note = plot_curves(history, path)
         if note:
             self.reporter.event("message", text=note)
 
 
-def _manifest(
+def _describe(
     cfg: TrainConfig,
-    model: SequenceClassifier,
+    spec: ModelSpec,
     trainable: TrainableReport,
     data: PreparedData,
     policy: Any,
     tokenizer: Tokenizer,
 ) -> dict[str, Any]:
-    """``llmclf.json``: everything Classifier.load needs, and how the run was made."""
+    """What ``llmclf.json`` says about the run (`RunDirectory` adds the schema and progress):
+    everything Classifier.load needs, and how the run was made."""
     return {
-        "schema_version": ckpt.SCHEMA_VERSION,
-        "llmclf_version": __version__,
-        "torch_version": torch.__version__,
-        "complete": False,
-        "epochs_completed": 0,
-        "backbone": {
-            "name": cfg.backbone,
-            "class": type(model.backbone).__name__,
-            "config": asdict(model.backbone.config),
-        },
-        "pooling": cfg.pooling,
-        "head": {"type": "linear", "num_classes": len(data.labels)},
+        "backbone": {"name": cfg.backbone},
+        "model": spec.to_dict(),
         "trainable": {
             "policy": trainable.policy,
             "trainable_parameters": trainable.trainable,
@@ -413,80 +438,10 @@ def _manifest(
     }
 
 
-def _new_run_dir(out: Path, *, overwrite: bool) -> Path:
-    """Where a new run in ``out`` trains: ``out`` itself, or its staging dir under --overwrite.
-
-    Refuses a directory that is neither empty nor an llmclf run (even with --overwrite), and a
-    run without --overwrite.
-    """
-    rundir.check_new_output(out)
-    if not rundir.is_run(out):
-        return out
-    if not overwrite:
-        raise UsageError(_existing_run_message(out))
-    return out / rundir.STAGING_DIR
-
-
-def _resumable_dir(run_dir: Path) -> Path:
-    """The directory whose ``resume/`` continues ``run_dir``'s run, or a one-line error.
-
-    An interrupted ``--overwrite`` (in ``run_dir``'s staging dir) is the newer run, so it wins.
-    """
-    staging = run_dir / rundir.STAGING_DIR
-    if finished := rundir.finished_staging(run_dir):  # killed while it was being moved in
-        rundir.promote(finished, run_dir)
-        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
-    for work in (staging, run_dir):
-        if (work / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
-            return work
-    if rundir.has_manifest(staging):
-        config = TrainConfig.from_dict(ckpt.read_json(staging / ckpt.MANIFEST_FILE)["config"])
-        raise CheckpointError(
-            f"the --overwrite of {run_dir} stopped before its first epoch ended and {run_dir} "
-            f"still holds the previous run; start it again with "
-            f"{rundir.repeat_command(config, run_dir)}"
-        )
-    if not rundir.has_manifest(run_dir):
-        raise UsageError(
-            f"{run_dir} is not an llmclf run (no llmclf.json); --resume takes an interrupted "
-            "run's directory"
-        )
-    manifest = ckpt.read_json(run_dir / ckpt.MANIFEST_FILE)
-    if manifest.get("complete"):
-        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
-    config = TrainConfig.from_dict(manifest["config"])
-    raise CheckpointError(
-        f"{run_dir} stopped before its first epoch ended, so there is nothing to resume; start "
-        f"it again with {rundir.repeat_command(config, run_dir)}"
-    )
-
-
-def _existing_run_message(out: Path) -> str:
-    """Why ``out`` cannot take a new run, and what to do instead."""
-    if not rundir.has_manifest(out):
-        return (
-            f"{out} holds a run that was being moved in when llmclf stopped; finish that with "
-            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite"
-        )
-    if (out / rundir.STAGING_DIR / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
-        return (
-            f"{out} holds a run and an interrupted --overwrite of it; continue that with "
-            f"llmclf fit --resume {out}, choose another --output, or pass --overwrite to start over"
-        )
-    if ckpt.read_json(out / ckpt.MANIFEST_FILE).get("complete"):
-        return (
-            f"{out} already holds a finished run; choose another --output "
-            "or pass --overwrite to replace it"
-        )
-    if (out / ckpt.RESUME_DIR / ckpt.RESUME_STATE).is_file():
-        return (
-            f"{out} holds an unfinished run; continue it with llmclf fit --resume {out}, "
-            "choose another --output, or pass --overwrite to start over"
-        )
-    return (
-        f"{out} holds a run interrupted before its first epoch ended; pass --overwrite to "
-        "start over or choose another --output"
-    )
+def _class_weights(data: PreparedData, device: torch.device) -> torch.Tensor | None:
+    if not data.class_weights:
+        return None
+    return torch.tensor(data.class_weights, dtype=torch.float32, device=device)
 
 
 def make_optimizer(
