@@ -115,9 +115,11 @@ def _run_policy(run_dir: str | Path):
     import json
 
     from llmclf.data.padding import policy_from_state
+    from llmclf.training.manifest import upgrade_manifest
 
-    manifest = json.loads((Path(run_dir) / "llmclf.json").read_text())
-    context = manifest["backbone"]["config"]["context_length"]
+    path = Path(run_dir) / "llmclf.json"
+    manifest = upgrade_manifest(json.loads(path.read_text()), path)
+    context = manifest["model"]["config"]["context_length"]
     return policy_from_state(manifest["padding"], context, manifest["tokenizer"]["pad_id"])
 
 

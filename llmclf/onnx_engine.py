@@ -23,6 +23,7 @@ from .errors import AssetError, CheckpointError, ConfigError
 from .export import RECORD_FILE, read_record
 from .export.onnx_graph import INPUTS, MODEL_FILE, OUTPUT
 from .training.device import check_device
+from .training.manifest import upgrade_manifest
 
 if TYPE_CHECKING:
     from .inference import Classifier
@@ -98,17 +99,18 @@ def load_export(
     except AssetError as exc:
         raise CheckpointError(f"{path}: tokenizer files are missing or corrupt ({exc})") from None
     try:
-        context = manifest["backbone"]["config"]["context_length"]
+        manifest = upgrade_manifest(manifest, path / RECORD_FILE)
+        context = manifest["model"]["config"]["context_length"]
         policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
-        pooling, labels = manifest["pooling"], list(manifest["labels"])
-    except (KeyError, TypeError, ConfigError) as exc:
+        pooling, labels = manifest["model"]["pooling"], list(manifest["labels"])
+    except (KeyError, TypeError, ConfigError, CheckpointError) as exc:
         raise CheckpointError(
             f"{path / RECORD_FILE}: its run manifest is damaged ({type(exc).__name__}: {exc}); "
             "export the run again"
         ) from None
     session = _session(path / MODEL_FILE, device)
     model = OnnxClassifierModel(session, pooling, len(labels))
-    return cls(model, tokenizer, policy, labels, manifest, torch.device("cpu"), None)
+    return cls(model, tokenizer, policy, labels, manifest, torch.device("cpu"))
 
 
 def _session(model_file: Path, device: str) -> Any:

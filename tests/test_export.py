@@ -70,6 +70,8 @@ def edited_run(run: Path, tmp_path: Path, **changes: object) -> Path:
     copy = tmp_path / "edited"
     shutil.copytree(run, copy)
     manifest = json.loads((copy / "llmclf.json").read_text())
+    if "pooling" in changes:  # part of the model spec
+        manifest["model"]["pooling"] = changes.pop("pooling")
     manifest.update(changes)
     (copy / "llmclf.json").write_text(json.dumps(manifest))
     return copy

@@ -39,11 +39,11 @@ FOLD_TOLERANCE = 1e-6  # largest |W d - b| (relative to max |b|) accepted when f
 def check_hf(classifier: Classifier) -> None:
     """Raise `ExportError` with the reason when transformers would not reproduce the run's
     predictions exactly."""
-    manifest = classifier.manifest
-    backbone = manifest["backbone"].get("class")
-    if backbone != "GPT2" or not hasattr(classifier.model, "backbone"):
+    architecture = classifier.manifest["model"]["architecture"]
+    if architecture != "gpt2" or not hasattr(classifier.model, "backbone"):
         raise ExportError(
-            f"the run's backbone is {backbone}; --format hf writes GPT2ForSequenceClassification, "
+            f"the run's backbone is {architecture}; --format hf writes "
+            "GPT2ForSequenceClassification, "
             "which holds GPT-2 only: use --format onnx"
         )
     pooling = classifier.model.pooling
