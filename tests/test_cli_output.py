@@ -144,3 +144,72 @@ def test_atomic_path_errors_name_the_destination(tmp_path: Path) -> None:
         tmp.write_text("x")
     assert info.value.filename == str(target)
     assert [p.name for p in tmp_path.iterdir()] == ["a-directory"]  # no temporary file left
+
+
+def test_predict_output_through_a_symlink_keeps_the_link(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    """The link became a regular file and its target was left unchanged."""
+    run, _, _ = bracket_fit
+    target, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    result = CliRunner().invoke(main, ["predict", str(run), "fire", "--output", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert target.read_text().startswith("text,label,score,p_")
+
+
+def test_predict_output_to_a_fifo_writes_into_it(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    """The FIFO was replaced by a regular file and its reader got nothing."""
+    import os
+    import stat
+    import threading
+
+    run, _, _ = bracket_fit
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(main, ["predict", str(run), "fire", "smoke", "--output", str(fifo)])
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert [json.loads(line)["text"] for line in got[0].splitlines()] == ["fire", "smoke"]
+    assert "read 2 rows, wrote 2 predictions" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_predict_output_to_dev_full_fails_in_one_line(
+    bracket_fit: tuple[Path, Result, Path],
+) -> None:
+    """--output /dev/full exited 0 (and, as root, replaced the device with a file)."""
+    run, _, _ = bracket_fit
+    args = ["predict", str(run), "fire", "--output", "/dev/full", "--format", "csv"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.stderr == "Error: /dev/full: No space left on device; check the path\n"
+    assert Path("/dev/full").is_char_device()
+
+
+def test_an_existing_file_in_an_unwritable_folder_names_the_reason(tmp_path: Path) -> None:
+    """--output /proc/version said "No such file or directory" although the file exists."""
+    with pytest.raises(OSError) as info, atomic_path(Path("/proc/version")):
+        pass
+    assert info.value.filename == "/proc/version"
+    assert "cannot create a temporary file in /proc to replace it" in str(info.value)
+
+
+def test_predict_says_how_many_tokens_were_cut(
+    bracket_fit: tuple[Path, Result, Path],
+) -> None:
+    run, _, _ = bracket_fit
+    result = CliRunner().invoke(main, ["predict", str(run), "fire " * 2000])
+    assert result.exit_code == 0, result.output
+    assert "read 1 row, wrote 1 prediction;" in result.stderr
+    assert re.search(
+        r"1 text was cut to the first [\d,]+ tokens, leaving out [\d,]+ tokens", result.stderr
+    )

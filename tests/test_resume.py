@@ -170,7 +170,9 @@ def test_sigterm_during_fit_says_how_to_resume(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
-    assert stderr.endswith(f"Error: terminated (SIGTERM); continue with llmclf fit --resume {run}\n")
+    assert stderr.endswith(
+        f"Error: terminated (SIGTERM); continue with llmclf fit --resume {run}\n"
+    )
 
 
 def test_resume_names_the_options_to_drop(tmp_path: Path) -> None:
