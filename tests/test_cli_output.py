@@ -50,7 +50,30 @@ def bracket_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result,
 def test_labels_with_brackets_print_as_they_are(bracket_fit: tuple[Path, Result, Path]) -> None:
     """Rich markup ate them: "[urgent], [bold]normal" printed as "normal," (issue 12.12)."""
     _, result, _ = bracket_fit
-    assert "[bold]normal, [urgent]" in result.stderr  # the data report's label list
+    assert "│ [bold]normal " in result.stderr  # the data report's classes table
+    assert "│ [urgent] " in result.stderr
+
+
+def test_the_data_report_is_readable(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """It printed raw fields: max_tokens, cut_warning None, batch_width None."""
+    _, result, _ = bracket_fit
+    assert "rows read" in result.stderr and "tokens used per text" in result.stderr
+    for raw in ("None", "max_tokens", "cut_warning", "batch_width", "rows_read"):
+        assert raw not in result.stderr
+
+
+def test_the_cache_note_prints_once(bracket_fit: tuple[Path, Result, Path]) -> None:
+    _, result, _ = bracket_fit
+    assert result.stderr.count("frozen-trunk cache") == 1, result.stderr
+
+
+def test_piped_output_does_not_wrap(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """Off a terminal, rich wrapped at 80 columns: "(saved)" landed alone on the next line."""
+    _, result, _ = bracket_fit
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert epochs and all("validation accuracy" in line for line in epochs)
+    assert all(line.endswith("(saved)") for line in epochs[:1])
+    assert not any(line.strip() == "(saved)" for line in result.stderr.splitlines())
 
 
 def test_the_plot_extra_hint_keeps_its_brackets(bracket_fit: tuple[Path, Result, Path]) -> None:
