@@ -236,3 +236,22 @@ def test_predict_says_how_many_tokens_were_cut(
     assert re.search(
         r"1 text was cut to the first [\d,]+ tokens, leaving out [\d,]+ tokens", result.stderr
     )
+
+
+def test_a_max_length_above_the_context_is_named(tmp_path: Path) -> None:
+    """--max-length 5000 was silently lowered to the backbone's context."""
+    from helpers import write_topic_csv
+
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=10)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, tiny_fit_args(data, run, "--max-length", "5000"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "llmclf.json").read_text())
+    cap = manifest["data"]["report"]["max_tokens"]
+    assert cap < 5000
+    assert (
+        f"Warning: max_length 5,000 is above the backbone's context of {cap:,} tokens; "
+        f"texts are cut at {cap:,}\n"
+    ) in result.stderr
+    assert manifest["config"]["max_length"] == 5000  # what was asked stays recorded
+    assert manifest["data"]["report"]["max_length"] == 5000

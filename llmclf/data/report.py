@@ -36,6 +36,7 @@ class DataReport:
     padding: str | None = None  # the padding policy that set max_tokens, once it is known
     batch_width: int | None = None  # every batch's width under a fixed-width policy
     cut_warning: str | None = None  # set when the cut takes most training texts
+    max_length: int | None = None  # the max_length asked for (max_tokens never exceeds the context)
 
     def record_cuts(
         self,
@@ -104,6 +105,8 @@ class DataReport:
         used = f"{self.max_tokens:,}" + (f" ({escape(self.padding)})" if self.padding else "")
         if self.batch_width is not None:
             used += f", every batch {self.batch_width:,} wide"
+        if self.max_length is not None and self.max_length > self.max_tokens:
+            used += f" (--max-length {self.max_length:,} asked)"
         summary.add_row("tokens used per text", f"at most {used}")
         for split, count in self.truncated.items():
             dropped = self.tokens_dropped.get(split, 0)
