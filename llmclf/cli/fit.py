@@ -94,7 +94,8 @@ def config_options(fields: Iterable[Field[Any]]) -> Any:
 @click.option(
     "--log-json",
     type=click.Path(dir_okay=False),
-    help="Write one JSON object per training event to this file.",
+    help="Write one JSON object per training event to this file (replaced if it exists; "
+    "missing folders are created).",
 )
 def fit_command(
     config_file: str | None,
