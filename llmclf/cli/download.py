@@ -84,4 +84,5 @@ def _print_cached(rows: list[CachedFile], root: Path) -> None:
     console.print(table)
     total = sum(row.size or 0 for row in rows)
     count = sum(row.size is not None for row in rows)
-    console.print(f"{count} of {len(rows)} files cached, {_size(total)} in {root}")
+    files = "file" if len(rows) == 1 else "files"
+    console.print(f"{count} of {len(rows)} {files} cached, {_size(total)} in {root}")
