@@ -205,17 +205,34 @@ def test_predict_output_to_a_fifo_writes_into_it(
     assert "read 2 rows, wrote 2 predictions" in result.stderr
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-def test_predict_output_to_dev_full_fails_in_one_line(
-    bracket_fit: tuple[Path, Result, Path],
+def full_device(tmp_path: Path) -> Path:
+    """A device that refuses every write (ENOSPC), like /dev/full: made in ``tmp_path`` where
+    the process may (root), so a regression replaces that node, never the real /dev/full."""
+    import os
+    import stat
+
+    node = tmp_path / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        return node
+    except (OSError, AttributeError):
+        pass
+    if Path("/dev/full").is_char_device() and not os.access("/dev", os.W_OK):
+        return Path("/dev/full")  # we cannot replace it, whatever happens
+    pytest.skip("no device that refuses writes can be used safely here")
+
+
+def test_predict_output_to_a_full_device_fails_in_one_line(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
 ) -> None:
-    """--output /dev/full exited 0 (and, as root, replaced the device with a file)."""
+    """--output /dev/full exited 0 and, as root, replaced the device with a file."""
     run, _, _ = bracket_fit
-    args = ["predict", str(run), "fire", "--output", "/dev/full", "--format", "csv"]
+    device = full_device(tmp_path)
+    args = ["predict", str(run), "fire", "--output", str(device), "--format", "csv"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
-    assert result.stderr == "Error: /dev/full: No space left on device; check the path\n"
-    assert Path("/dev/full").is_char_device()
+    assert result.stderr == f"Error: {device}: No space left on device; check the path\n"
+    assert device.is_char_device()
 
 
 def test_an_existing_file_in_an_unwritable_folder_names_the_reason(tmp_path: Path) -> None:
