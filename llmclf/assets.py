@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import urllib.parse
 import urllib.request
@@ -156,14 +157,25 @@ def sha256_of(path: Path) -> str:
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success rename it over ``dest``.
 
-    An exception (or a killed process) leaves ``dest`` as it was.
+    An exception (or a killed process) leaves ``dest`` as it was. A symlink is followed: the
+    file it points to is replaced and the link kept. An existing ``dest`` that is neither a
+    regular file nor a folder (a FIFO, a device such as ``/dev/stdout``) cannot be replaced:
+    ``dest`` itself is yielded, to be written in place.
     """
     dest = Path(dest)
+    if _is_special(dest):
+        yield dest
+        return
+    if dest.is_symlink():  # replace the link's target, not the link
+        dest = Path(os.path.realpath(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    except OSError as exc:  # name the user's path, not our temporary file
-        raise _about(exc, dest) from None
+    except OSError as exc:  # name the user's path, and why it cannot be replaced
+        reason = exc.strerror or type(exc).__name__
+        raise _about(
+            exc, dest, f"cannot create a temporary file in {dest.parent} to replace it ({reason})"
+        ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -179,9 +191,18 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _about(exc: OSError, dest: Path) -> OSError:
-    """The same error (same class, errno and reason) about ``dest`` instead of a temporary file."""
-    return type(exc)(exc.errno, exc.strerror or str(exc), str(dest))
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` (or what its link points to) exists and is no regular file or folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, a dangling link, or unreadable: the atomic route reports it
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _about(exc: OSError, dest: Path, reason: str = "") -> OSError:
+    """The same error (same class and errno) about ``dest`` instead of a temporary file."""
+    return type(exc)(exc.errno, reason or exc.strerror or str(exc), str(dest))
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import settings
 from .assets import Asset, fetch
-from .errors import UsageError
+from .errors import AssetError, UsageError
 from .registries import backbones, datasets
 from .registry import Registry
 
@@ -98,17 +98,28 @@ def download(
 
     Files already present are checked against their pinned hash instead. Returns the local
     paths. Raises `llmclf.errors.UnknownNameError` for an unknown name and
-    `llmclf.errors.AssetError` for a failed, refused (offline) or corrupt download; a file
-    that fails its hash check is never left behind.
+    `llmclf.errors.AssetError` for failed, refused (offline) or corrupt downloads: every file
+    is tried, and one error names each that failed. A file that fails its hash check is never
+    left behind.
     """
     items = resolve([names] if isinstance(names, str) else names)
     root = settings.home() if home is None else Path(home).expanduser()
-    paths = []
+    paths, failed = [], []
     for item in items:
         for asset in item.assets:
-            paths.append(fetch(asset, root))
+            try:
+                paths.append(fetch(asset, root))
+            except AssetError as exc:
+                failed.append(exc)
+                continue
             if report is not None:
                 report(asset, paths[-1])
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise AssetError(
+            f"{len(failed)} files could not be downloaded: " + "; ".join(map(str, failed))
+        )
     return paths
 
 

@@ -20,6 +20,7 @@ class PredictionWriter:
         self.out, self.fmt, self.labels = out, fmt, labels
         self.rows = 0
         self.truncated = 0  # texts longer than the model reads, cut to their first tokens
+        self.tokens_dropped = 0  # tokens those cuts left out, all texts together
         self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if self._csv:
             probs = [f"p_{name}" for name in labels]
@@ -53,6 +54,7 @@ class PredictionWriter:
             self.out.write(f"{prediction.label:<12} {prediction.score:6.3f}  {shown}\n")
         self.rows += 1
         self.truncated += prediction.truncated
+        self.tokens_dropped += prediction.tokens_dropped
 
     def close(self) -> None:
         if self.fmt == "json":
@@ -86,9 +88,18 @@ def predict_chunks(
     return read
 
 
-def cut_summary(truncated: int, max_tokens: int) -> str:
-    """How many texts were cut to the model's ``max_tokens``, for predict's closing line."""
+def cut_summary(truncated: int, max_tokens: int, tokens_dropped: int | None = None) -> str:
+    """How many texts were cut to the model's ``max_tokens`` (and how many tokens that left
+    out), for predict's closing line."""
     if not truncated:
         return f"no text was cut (the model reads up to {max_tokens:,} tokens)"
     texts = "1 text was" if truncated == 1 else f"{truncated:,} texts were"
-    return f"{texts} cut to the first {max_tokens:,} tokens"
+    summary = f"{texts} cut to the first {max_tokens:,} tokens"
+    if tokens_dropped is not None:
+        summary += f", leaving out {plural(tokens_dropped, 'token')}"
+    return summary
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

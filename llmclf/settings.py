@@ -21,9 +21,21 @@ def offline() -> bool:
 def mirror() -> str | None:
     """``$LLMCLF_MIRROR``: a base URL laid out like ``$LLMCLF_HOME``, used for every download.
 
-    Hugging Face files use `hf_endpoint` instead when that is set.
+    Hugging Face files use `hf_endpoint` instead when that is set. Anything but an http://,
+    https:// or file:// URL is a `llmclf.errors.UsageError` naming the variable.
     """
-    return os.environ.get("LLMCLF_MIRROR", "").strip() or None
+    value = os.environ.get("LLMCLF_MIRROR", "").strip() or None
+    if value is not None and not value.lower().startswith(MIRROR_SCHEMES):
+        from .errors import UsageError
+
+        raise UsageError(
+            f"LLMCLF_MIRROR={value} is not a URL; set it to an http://, https:// or file:// URL "
+            "laid out like $LLMCLF_HOME, or unset it"
+        )
+    return value
+
+
+MIRROR_SCHEMES = ("http://", "https://", "file://")
 
 
 def hf_endpoint() -> str | None:

@@ -6,7 +6,8 @@ The data directory (laid out like ``$LLMCLF_HOME``) is, in this order:
 2. ``../shared/data`` beside the repository (our CI);
 3. a per-user test cache, ``$XDG_CACHE_HOME/llmclf-test-data`` (``~/.cache/...``), filled on
    the first run by llmclf's own downloader (pinned hashes, atomic writes, progress bars; from
-   ``$LLMCLF_MIRROR`` when set). Not under ``CI`` or ``LLMCLF_OFFLINE``: there a missing copy
+   ``$LLMCLF_MIRROR`` when set; each host is first given a few seconds to answer, so without
+   network the message comes at once). Not under ``CI`` or ``LLMCLF_OFFLINE``: there a missing copy
    stops the run.
 
 Without any of them the session stops at once with one message saying how to provide the files.
@@ -25,6 +26,7 @@ NEEDED = ("sms", "gpt2-bpe")  # what the suite reads; `llmclf download` names
 NEEDED_FILES = ("sms_spam/SMSSpamCollection", "gpt2/encoder.json", "gpt2/vocab.bpe")
 FIRST_RUN_SIZE = "about 2 MB"  # SMSSpamCollection 478 kB, encoder.json 1.04 MB, vocab.bpe 456 kB
 NOT_FOUND_EXIT = 4  # pytest's own code for a usage error
+REACH_TIMEOUT = 5.0  # seconds to reach the first-run download's hosts before giving up
 
 
 def user_test_cache() -> Path:
@@ -72,6 +74,12 @@ def _fill_test_cache(config: pytest.Config) -> str | None:
     from llmclf.downloads import download
     from llmclf.errors import LlmclfError
 
+    try:
+        unreachable = _unreachable_source()
+    except LlmclfError as exc:  # e.g. a malformed LLMCLF_MIRROR
+        return f"they cannot be downloaded: {exc}"
+    if unreachable:
+        return unreachable
     capture = config.pluginmanager.getplugin("capturemanager")
     try:
         with capture.global_and_fixture_disabled():  # show the progress bars
@@ -79,6 +87,43 @@ def _fill_test_cache(config: pytest.Config) -> str | None:
             download(NEEDED, home=SHARED_DATA)
     except LlmclfError as exc:
         return f"downloading them into {SHARED_DATA} failed: {exc}"
+    return None
+
+
+def _unreachable_source(timeout: float = REACH_TIMEOUT) -> str | None:
+    """Why a host the data comes from cannot be reached within ``timeout`` seconds, or None.
+
+    Without network, name resolution alone can take half a minute (a socket timeout does not
+    bound it), so each host is tried in a thread that is given up on after ``timeout``.
+    """
+    import socket
+    import threading
+    import urllib.parse
+
+    from llmclf.downloads import resolve
+
+    sources = {a.source() for item in resolve(NEEDED) for a in item.assets}
+    hosts = set()
+    for url in sources:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            hosts.add((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
+    for host, port in sorted(hosts):
+        failure: list[str] = ["no answer"]
+
+        def connect(host: str = host, port: int = port, failure: list[str] = failure) -> None:
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                failure.clear()
+            except OSError as exc:
+                failure[:] = [str(exc)]
+
+        probe = threading.Thread(target=connect, daemon=True)
+        probe.start()
+        probe.join(timeout)
+        if probe.is_alive() or failure:
+            why = f"no answer within {timeout:g} s" if probe.is_alive() else failure[0]
+            return f"{host}:{port} cannot be reached ({why}), so they cannot be downloaded"
     return None
 
 

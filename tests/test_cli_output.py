@@ -50,7 +50,30 @@ def bracket_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result,
 def test_labels_with_brackets_print_as_they_are(bracket_fit: tuple[Path, Result, Path]) -> None:
     """Rich markup ate them: "[urgent], [bold]normal" printed as "normal," (issue 12.12)."""
     _, result, _ = bracket_fit
-    assert "[bold]normal, [urgent]" in result.stderr  # the data report's label list
+    assert "│ [bold]normal " in result.stderr  # the data report's classes table
+    assert "│ [urgent] " in result.stderr
+
+
+def test_the_data_report_is_readable(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """It printed raw fields: max_tokens, cut_warning None, batch_width None."""
+    _, result, _ = bracket_fit
+    assert "rows read" in result.stderr and "tokens used per text" in result.stderr
+    for raw in ("None", "max_tokens", "cut_warning", "batch_width", "rows_read"):
+        assert raw not in result.stderr
+
+
+def test_the_cache_note_prints_once(bracket_fit: tuple[Path, Result, Path]) -> None:
+    _, result, _ = bracket_fit
+    assert result.stderr.count("frozen-trunk cache") == 1, result.stderr
+
+
+def test_piped_output_does_not_wrap(bracket_fit: tuple[Path, Result, Path]) -> None:
+    """Off a terminal, rich wrapped at 80 columns: "(saved)" landed alone on the next line."""
+    _, result, _ = bracket_fit
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert epochs and all("validation accuracy" in line for line in epochs)
+    assert all(line.endswith("(saved)") for line in epochs[:1])
+    assert not any(line.strip() == "(saved)" for line in result.stderr.splitlines())
 
 
 def test_the_plot_extra_hint_keeps_its_brackets(bracket_fit: tuple[Path, Result, Path]) -> None:
@@ -144,3 +167,108 @@ def test_atomic_path_errors_name_the_destination(tmp_path: Path) -> None:
         tmp.write_text("x")
     assert info.value.filename == str(target)
     assert [p.name for p in tmp_path.iterdir()] == ["a-directory"]  # no temporary file left
+
+
+def test_predict_output_through_a_symlink_keeps_the_link(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    """The link became a regular file and its target was left unchanged."""
+    run, _, _ = bracket_fit
+    target, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    result = CliRunner().invoke(main, ["predict", str(run), "fire", "--output", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert target.read_text().startswith("text,label,score,p_")
+
+
+def test_predict_output_to_a_fifo_writes_into_it(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    """The FIFO was replaced by a regular file and its reader got nothing."""
+    import os
+    import stat
+    import threading
+
+    run, _, _ = bracket_fit
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(main, ["predict", str(run), "fire", "smoke", "--output", str(fifo)])
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert [json.loads(line)["text"] for line in got[0].splitlines()] == ["fire", "smoke"]
+    assert "read 2 rows, wrote 2 predictions" in result.stderr
+
+
+def full_device(tmp_path: Path) -> Path:
+    """A device that refuses every write (ENOSPC), like /dev/full: made in ``tmp_path`` where
+    the process may (root), so a regression replaces that node, never the real /dev/full."""
+    import os
+    import stat
+
+    node = tmp_path / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        return node
+    except (OSError, AttributeError):
+        pass
+    if Path("/dev/full").is_char_device() and not os.access("/dev", os.W_OK):
+        return Path("/dev/full")  # we cannot replace it, whatever happens
+    pytest.skip("no device that refuses writes can be used safely here")
+
+
+def test_predict_output_to_a_full_device_fails_in_one_line(
+    bracket_fit: tuple[Path, Result, Path], tmp_path: Path
+) -> None:
+    """--output /dev/full exited 0 and, as root, replaced the device with a file."""
+    run, _, _ = bracket_fit
+    device = full_device(tmp_path)
+    args = ["predict", str(run), "fire", "--output", str(device), "--format", "csv"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {device}: No space left on device; check the path\n"
+    assert device.is_char_device()
+
+
+def test_an_existing_file_in_an_unwritable_folder_names_the_reason(tmp_path: Path) -> None:
+    """--output /proc/version said "No such file or directory" although the file exists."""
+    with pytest.raises(OSError) as info, atomic_path(Path("/proc/version")):
+        pass
+    assert info.value.filename == "/proc/version"
+    assert "cannot create a temporary file in /proc to replace it" in str(info.value)
+
+
+def test_predict_says_how_many_tokens_were_cut(
+    bracket_fit: tuple[Path, Result, Path],
+) -> None:
+    run, _, _ = bracket_fit
+    result = CliRunner().invoke(main, ["predict", str(run), "fire " * 2000])
+    assert result.exit_code == 0, result.output
+    assert "read 1 row, wrote 1 prediction;" in result.stderr
+    assert re.search(
+        r"1 text was cut to the first [\d,]+ tokens, leaving out [\d,]+ tokens", result.stderr
+    )
+
+
+def test_a_max_length_above_the_context_is_named(tmp_path: Path) -> None:
+    """--max-length 5000 was silently lowered to the backbone's context."""
+    from helpers import write_topic_csv
+
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=10)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, tiny_fit_args(data, run, "--max-length", "5000"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "llmclf.json").read_text())
+    cap = manifest["data"]["report"]["max_tokens"]
+    assert cap < 5000
+    assert (
+        f"Warning: max_length 5,000 is above the backbone's context of {cap:,} tokens; "
+        f"texts are cut at {cap:,}\n"
+    ) in result.stderr
+    assert manifest["config"]["max_length"] == 5000  # what was asked stays recorded
+    assert manifest["data"]["report"]["max_length"] == 5000

@@ -67,10 +67,23 @@ def test_click_usage_errors_are_one_line_with_exit_code_2(args: list[str], messa
 
 
 def test_an_unwritable_path_is_one_line_with_exit_code_1(tmp_path) -> None:
-    missing = tmp_path / "no" / "such" / "dir" / "events.jsonl"
-    result = CliRunner().invoke(main, ["fit", "--log-json", str(missing), "--epochs", "1"])
+    (tmp_path / "a-file").write_text("")
+    inside = tmp_path / "a-file" / "events.jsonl"  # a file cannot hold a folder
+    result = CliRunner().invoke(main, ["fit", "--log-json", str(inside), "--epochs", "1"])
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {missing}: No such file or directory; check the path\n"
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"Error: {tmp_path}")
+    assert result.stderr.endswith("; check the path\n")
+
+
+def test_log_json_creates_missing_parent_folders(tmp_path, monkeypatch) -> None:
+    """predict --output created them; fit --log-json nodir/x refused."""
+    from llmclf.training.reporting import JsonLinesReporter
+
+    log = tmp_path / "no" / "such" / "events.jsonl"
+    reporter = JsonLinesReporter(log)
+    reporter.event("message", text="hello")
+    reporter.close()
+    assert '"text": "hello"' in log.read_text()
 
 
 def test_an_interrupt_is_one_line_with_exit_code_130(monkeypatch) -> None:

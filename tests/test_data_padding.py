@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -139,8 +140,8 @@ def test_combinations_that_would_depend_on_the_batch_are_refused(name: str, pool
     assert "\n" not in message and "depend" in message
     if pooling == "last" and name == "pad-batch":  # both fixes are named
         assert "--padding pad-dataset" in message and "--pooling last-token" in message
-    else:
-        assert "--padding pad-batch" in message
+    else:  # pad-batch is refused with last pooling, so it is not offered then
+        assert ("--padding pad-batch" in message) == (pooling != "last")
 
 
 @pytest.mark.parametrize("name", POLICIES)
@@ -237,3 +238,18 @@ def test_bucketing_groups_similar_lengths_and_shuffles_batch_order() -> None:
 def test_a_bad_batch_size() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         list(batches(TEXTS, None, make("pad-batch"), 0, shuffle=False, seed=0))
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("name", ["truncate-batch", "truncate-dataset"])
+def test_every_padding_a_refusal_suggests_is_accepted(name: str, pooling: str) -> None:
+    """truncate-batch suggested --padding pad-batch, refused again with --pooling last."""
+    try:
+        check_combination(name, pooling, None)
+    except ConfigError as exc:
+        suggested = re.findall(r"--padding ([a-z-]+)", str(exc))
+    else:
+        return
+    assert suggested
+    for other in suggested:
+        check_combination(other, pooling, 16)  # raises if refused

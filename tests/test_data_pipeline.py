@@ -15,7 +15,13 @@ from llmclf.data.labels import LabelMap
 from llmclf.data.pipeline import DataSpec, load_all, load_split, prepare_data
 from llmclf.data.split import split_sizes, stratified_split
 from llmclf.data.tokenizer import get_tokenizer
-from llmclf.errors import ConfigError, DataError, UnknownNameError, UsageError
+from llmclf.errors import (
+    ConfigError,
+    DataError,
+    LlmclfWarning,
+    UnknownNameError,
+    UsageError,
+)
 
 CONTEXT = 1024
 
@@ -333,8 +339,11 @@ def test_long_texts_are_truncated_and_counted(tmp_path: Path, tokenizer) -> None
     assert data.report.max_tokens == 16
     assert sum(data.report.truncated.values()) == 30
     assert max(len(ids) for ids in data.train.token_ids) == 16
-    smaller_context = prepare_data(DataSpec(dataset=path, max_length=600), tokenizer, 8)
+    above = "max_length 600 is above the backbone's context of 8 tokens; texts are cut at 8"
+    with pytest.warns(LlmclfWarning, match=above):
+        smaller_context = prepare_data(DataSpec(dataset=path, max_length=600), tokenizer, 8)
     assert smaller_context.report.max_tokens == 8
+    assert smaller_context.report.max_length == 600  # what was asked stays in the report
     assert sum(smaller_context.report.truncated.values()) == 30  # the short texts fit in 8
 
 

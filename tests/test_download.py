@@ -87,12 +87,14 @@ def test_a_file_with_a_wrong_hash_on_the_mirror_is_refused_and_not_kept(
         monkeypatch.setenv("LLMCLF_MIRROR", url)
         result = CliRunner().invoke(main, ["download", name, "--home", str(home)])
     assert result.exit_code == 1
-    assert requested == [f"/{corrupt}"]
-    lines = result.output.strip().splitlines()
+    assert requested[0] == f"/{corrupt}"  # the other files of the name are still fetched
+    lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert f"{url}/{corrupt}" in lines[0]
     assert f"expected {PINNED[corrupt]}" in lines[0]
-    assert not home.exists()  # no file, no temporary file, no empty folder
+    assert not (home / corrupt).exists()
+    kept = files_under(home) if home.exists() else []
+    assert kept == sorted(r[1:] for r in requested[1:])  # no temporary file
 
 
 @pytest.mark.parametrize("setting", ["HF_ENDPOINT", "LLMCLF_HF_ENDPOINT", "LLMCLF_MIRROR"])
@@ -227,3 +229,35 @@ def test_which_setting_serves_which_file(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("LLMCLF_HF_ENDPOINT")
     monkeypatch.delenv("HF_ENDPOINT")
     assert hub.source() == "http://files.example/llmclf/backbones/x/model.safetensors"
+
+
+def test_offline_every_missing_file_is_named_in_one_error(tmp_path: Path) -> None:
+    """It stopped at the first missing file."""
+    home = tmp_path / "home"
+    result = CliRunner().invoke(main, ["download", "sms", "gpt2-bpe", "--home", str(home)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "3 files could not be downloaded" in result.stderr
+    for name in ("sms_spam", "gpt2/encoder.json", "gpt2/vocab.bpe"):
+        assert name in result.stderr
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("value", ["notaurl", "/srv/llmclf", "ftp://files.example/llmclf"])
+def test_a_mirror_that_is_not_a_url_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """LLMCLF_MIRROR=notaurl gave "download notaurl/sms_spam/..."."""
+    monkeypatch.setenv("LLMCLF_MIRROR", value)
+    result = CliRunner().invoke(main, ["download", "gpt2-bpe", "--home", str(tmp_path / "h")])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: LLMCLF_MIRROR={value} is not a URL; set it to an http://, https:// or file:// "
+        "URL laid out like $LLMCLF_HOME, or unset it\n"
+    )
+
+
+def test_no_name_lists_the_names_without_files_too() -> None:
+    """The list left out gpt2-tiny, which the unknown-name list includes."""
+    result = CliRunner().invoke(main, ["download"])
+    assert "nothing to download for" in result.stderr
+    assert "gpt2-tiny" in result.stderr.split("nothing to download for")[1]

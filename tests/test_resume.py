@@ -146,3 +146,38 @@ def test_ctrl_c_during_fit_says_how_to_resume(tmp_path: Path, monkeypatch) -> No
     assert (
         result.stderr == f"Error: interrupted; continue with llmclf fit --resume {tmp_path / 'r'}\n"
     )
+
+
+def test_sigterm_during_fit_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGTERM (docker stop, a scheduler, timeout) printed nothing; now it is handled as Ctrl-C."""
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=120)
+    run = tmp_path / "termed"
+    args = tiny_fit_args(data, run, "--epochs", "20", "--batch-size", "8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmclf", *args],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state = run / "resume" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before SIGTERM: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.endswith(
+        f"Error: terminated (SIGTERM); continue with llmclf fit --resume {run}\n"
+    )
+
+
+def test_resume_names_the_options_to_drop(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["fit", "--resume", str(tmp_path), "--epochs", "9", "--no-dedupe"]
+    )
+    assert result.exit_code == 2
+    assert "drop --epochs, --no-dedupe" in result.stderr, result.stderr

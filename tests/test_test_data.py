@@ -87,3 +87,12 @@ def test_under_ci_a_missing_copy_fails_and_nothing_is_downloaded(
     assert "CI is set, and under CI the tests never download" in result.stdout
     assert requested == []
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_unreachable_source_is_named_before_any_download(tmp_path: Path) -> None:
+    """Without network the first-run download waited 16-27 s on DNS before its message."""
+    result = run_suite(tmp_path, LLMCLF_MIRROR="http://llmclf-no-such-host.invalid/data")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "llmclf-no-such-host.invalid:80 cannot be reached" in result.stdout
+    assert "Provide them in one of three ways" in result.stdout
+    assert "first run: downloading" not in result.stdout

@@ -43,8 +43,11 @@ def download_command(names: tuple[str, ...], home: Path | None, show: bool) -> N
         _print_cached(downloads.cached(names or None, root), root)
         return
     if not names:
-        known = ", ".join(sorted(i.name for i in downloads.downloadables() if i.assets))
-        raise UsageError(f"name what to download (known: {known}), or pass --list")
+        items = downloads.downloadables()
+        known = ", ".join(sorted(i.name for i in items if i.assets))
+        empty = ", ".join(sorted(i.name for i in items if not i.assets))
+        none = f"; nothing to download for {empty}" if empty else ""
+        raise UsageError(f"name what to download (known: {known}{none}), or pass --list")
     for item in downloads.resolve(names):
         if not item.assets:
             click.echo(f"{item.name}: nothing to download ({item.kind} with no declared files)")
@@ -81,4 +84,5 @@ def _print_cached(rows: list[CachedFile], root: Path) -> None:
     console.print(table)
     total = sum(row.size or 0 for row in rows)
     count = sum(row.size is not None for row in rows)
-    console.print(f"{count} of {len(rows)} files cached, {_size(total)} in {root}")
+    files = "file" if len(rows) == 1 else "files"
+    console.print(f"{count} of {len(rows)} {files} cached, {_size(total)} in {root}")

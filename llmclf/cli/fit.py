@@ -6,8 +6,10 @@ typed, documented and constrained by the field's declaration (`config_option`).
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import Field
 from typing import Any
 
@@ -92,7 +94,8 @@ def config_options(fields: Iterable[Field[Any]]) -> Any:
 @click.option(
     "--log-json",
     type=click.Path(dir_okay=False),
-    help="Write one JSON object per training event to this file.",
+    help="Write one JSON object per training event to this file (replaced if it exists; "
+    "missing folders are created).",
 )
 def fit_command(
     config_file: str | None,
@@ -114,25 +117,26 @@ def fit_command(
         reporters.append(JsonLinesReporter(log_json))
     reporter = MultiReporter(*reporters)
     trainer: Trainer | None = None
+    restore_sigterm = _sigterm_interrupts()
     try:
         if resume:
-            if config_file or any(v is not None for v in options.values()):
-                raise click.UsageError(
-                    "--resume takes the run's own config; drop the other options"
-                )
+            _refuse_options_with_resume(config_file, options)
             trainer = Trainer.resume(resume, reporter=reporter)
         else:
             fields = read_config_file(config_file) if config_file else {}
             fields.update({k: v for k, v in options.items() if v is not None})
             trainer = Trainer(TrainConfig.from_dict(fields), reporter=reporter)
         run = trainer.fit(overwrite=overwrite)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = trainer.interruption_hint() if trainer is not None else None
-        if hint:
-            click.echo(f"Error: interrupted; {hint}", err=True)
-            sys.exit(130)
+        terminated = isinstance(exc, Terminated)
+        if hint or terminated:
+            what = "terminated (SIGTERM)" if terminated else "interrupted"
+            click.echo(f"Error: {what}" + (f"; {hint}" if hint else ""), err=True)
+            sys.exit(128 + signal.SIGTERM if terminated else 130)
         raise
     finally:
+        restore_sigterm()
         reporter.close()
     test = run.metrics.get("test") or run.metrics.get("validation") or {}
     summary = f"saved {run.output_dir}"
@@ -141,3 +145,37 @@ def fit_command(
         summary += f"; {split} accuracy {test['accuracy']:.4f}"
     if not process_rank():  # under torchrun: once, not once per rank
         click.echo(summary)
+
+
+def _refuse_options_with_resume(config_file: str | None, options: dict[str, Any]) -> None:
+    """--resume rebuilds the run from its own config: name any other option given with it."""
+    given = [
+        flag(name) if value is not False else "--no-" + flag(name)[2:]
+        for name, value in options.items()
+        if value is not None
+    ]
+    if config_file:
+        given.insert(0, "--config")
+    if given:
+        raise click.UsageError(
+            f"--resume takes the run's own config; drop {', '.join(given)} (to train with other "
+            "options, start a new run with --output elsewhere, or --overwrite)"
+        )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``docker stop``, ``timeout``) while fit runs: stopped as on Ctrl-C,
+    so the run is left resumable and the hint is printed."""
+
+
+def _sigterm_interrupts() -> Callable[[], None]:
+    """Make SIGTERM raise `Terminated` in the main thread; returns the function that restores
+    the previous handler (a no-op where no handler can be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, previous)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -105,10 +106,9 @@ def predict_command(
         raise click.UsageError("give texts as arguments or --file, not both")
     if not texts and not file_:
         raise click.UsageError("give one or more texts, or --file PATH (- for stdin)")
-    from ..assets import atomic_path
     from ..data.pipeline import load_texts
     from ..inference import Classifier
-    from ..prediction_io import PredictionWriter, cut_summary, predict_chunks
+    from ..prediction_io import PredictionWriter, cut_summary, plural, predict_chunks
     from ..training.reporting import Phase
 
     fmt = fmt or _format_of(output)
@@ -133,20 +133,35 @@ def predict_command(
                 run, device=device, precision=precision, quantize=quantize, engine=engine
             )
         out = screen or sys.stdout
-        if output:  # written beside, renamed on success: a failed run leaves no partial file
-            tmp = stack.enter_context(atomic_path(Path(output)))
-            out = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+        if output:
+            out = stack.enter_context(_output_file(Path(output)))
         writer = PredictionWriter(out, fmt, classifier.labels)
         total = len(texts) if texts else None  # a file is read as it is predicted
         read = predict_chunks(
             classifier, chunks, writer, batch_size, reporter=reporter, total=total
         )
     click.echo(
-        f"read {read} rows, wrote {writer.rows} predictions"
+        f"read {plural(read, 'row')}, wrote {plural(writer.rows, 'prediction')}"
         + (f" to {output}" if output else "")
-        + f"; {cut_summary(writer.truncated, classifier.max_tokens)}",
+        + f"; {cut_summary(writer.truncated, classifier.max_tokens, writer.tokens_dropped)}",
         err=True,
     )
+
+
+@contextmanager
+def _output_file(path: Path) -> Iterator[IO[str]]:
+    """``path`` opened for writing: a regular file is written beside and renamed on success (a
+    failed run leaves no partial file); a FIFO or device is written in place. A failed write
+    (``/dev/full``: no space left) names ``path``."""
+    from ..assets import atomic_path
+
+    try:
+        with atomic_path(path) as target, open(target, "w", encoding="utf-8", newline="") as f:
+            yield f
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def _progress(quiet: bool, *, to_stdout: bool) -> tuple[Reporter, IO[str] | None]:

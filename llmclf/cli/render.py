@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import fields
 from typing import Any
 
 from rich.console import Console
@@ -18,7 +19,8 @@ class RichReporter(Reporter):
     metrics table. Bars are drawn only on a terminal (``console.is_terminal``)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or stderr_console()
+        self._said: set[str] = set()  # messages printed, so the data report does not repeat them
         self.progress: Progress | None = None
         self.task: Any = None
         self.phases: Progress | None = None  # one live display for every phase in flight
@@ -30,12 +32,21 @@ class RichReporter(Reporter):
             handler(**data)
 
     def _on_data(self, report: dict[str, Any]) -> None:
-        table = Table(title="data", title_justify="left", show_header=False, show_edge=False)
-        for key, value in report.items():
-            table.add_row(escape(str(key)), escape(_flat(value)))
-        self.console.print(table)
+        from ..data.report import DataReport
+
+        known = {f.name for f in fields(DataReport)}
+        try:
+            data = DataReport(**{k: report[k] for k in known & report.keys()})
+        except TypeError:  # not a whole report (a plugin's trainer): its set fields, flat
+            data, known = None, set()
+        if data is not None:
+            self.console.print(data.render())
+        for key, value in report.items():  # e.g. the cache note, unless already a message
+            if key not in known and value is not None and _flat(value) not in self._said:
+                self.console.print(f"{escape(str(key))}: {escape(_flat(value))}")
 
     def _on_message(self, text: str) -> None:
+        self._said.add(text)
         self.console.print(f"[dim]{escape(text)}[/dim]")
 
     def _on_model(self, trainable: int, total: int, policy: str, cache: str) -> None:
@@ -113,6 +124,18 @@ class RichReporter(Reporter):
             self.phases.stop()
             self.phases = None
             self.phase_tasks.clear()
+
+
+def stderr_console() -> Console:
+    """The console for stderr. Off a terminal (piped, a log file) lines are never wrapped, so
+    a line such as an epoch's stays whole for grep."""
+    console = Console(stderr=True)
+    if console.is_terminal:
+        return console
+    return Console(stderr=True, soft_wrap=True, width=max(console.width, UNWRAPPED_WIDTH))
+
+
+UNWRAPPED_WIDTH = 1000  # off a terminal: the width tables may take before they wrap
 
 
 class ConsoleStream(io.TextIOBase):

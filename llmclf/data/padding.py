@@ -221,10 +221,15 @@ def combination_problem(policy: type[PaddingPolicy] | PaddingPolicy, pooling: st
     None when every text is predicted the same alone or in any batch."""
     name = getattr(policy, "name", type(policy).__name__)
     if getattr(policy, "batch_dependent", False):
+        instead = (  # pooling last needs a fixed width, which pad-batch does not give
+            "--padding pad-dataset"
+            if pooling == "last"
+            else "--padding pad-batch (optionally with --max-length N)"
+        )
         return (
             f"padding {name} cuts a text to a length set by the other texts in its batch, so "
-            "its prediction would depend on them; use --padding pad-batch (optionally with "
-            "--max-length N), or --padding truncate-dataset --max-length N"
+            f"its prediction would depend on them; use {instead}, or --padding "
+            "truncate-dataset --max-length N"
         )
     if pooling == "last" and not getattr(policy, "fixed_width", False):
         return (
@@ -240,6 +245,8 @@ def check_combination(name: str, pooling: str, max_length: int | None) -> None:
     predictions depend on their batch (or truncate-dataset without a max_length)."""
     policy = padding.get(name)
     if isinstance(policy, type) and issubclass(policy, TruncateDataset) and max_length is None:
+        if pooling == "last":  # pad-batch is refused with last pooling: offer pad-dataset
+            raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH.replace("pad-batch", "pad-dataset"))
         raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH)
     problem = combination_problem(policy, pooling)
     if problem:

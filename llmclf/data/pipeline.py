@@ -7,12 +7,13 @@ rebuilds exactly the rows a run used; ``load_all`` reads a whole dataset for eva
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, LlmclfWarning, UsageError
 from ..options import SPLITS
 from ..registries import balancers
 from .balance import Balanced
@@ -78,6 +79,9 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
     import pandas as pd
 
     cap = _token_cap(spec, context_length)
+    if spec.max_length is not None and spec.max_length > context_length:
+        message = above_context_message(spec.max_length, context_length)
+        warnings.warn(message, LlmclfWarning, stacklevel=2)
     balancer = balancers.get(spec.balance)  # an unknown name fails before any loading
     cleaned = _load_clean(spec)
     frame = cleaned.frame
@@ -165,6 +169,14 @@ def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_len
     _require_known(spec, labels, names)
     label_ids = [labels.id(n) for n in names]
     return _encode(frame["text"].tolist(), label_ids, list(range(len(frame))), tokenizer, cap)[0]
+
+
+def above_context_message(max_length: int, context_length: int) -> str:
+    """Why a ``max_length`` above the backbone's context is lowered to it."""
+    return (
+        f"max_length {max_length:,} is above the backbone's context of {context_length:,} "
+        f"tokens; texts are cut at {context_length:,}"
+    )
 
 
 # ----- steps -----------------------------------------------------------------------------
@@ -295,6 +307,7 @@ def _report(
         split_sizes={name: len(split) for name, (split, _) in splits.items()},
         split_class_counts={name: counts(split.labels) for name, (split, _) in splits.items()},
         max_tokens=cap,
+        max_length=spec.max_length,
         truncated={name: cut for name, (_, cut) in splits.items()},
         token_lengths={name: lengths(split) for name, (split, _) in splits.items()},
         class_weights=(

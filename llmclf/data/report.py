@@ -36,6 +36,7 @@ class DataReport:
     padding: str | None = None  # the padding policy that set max_tokens, once it is known
     batch_width: int | None = None  # every batch's width under a fixed-width policy
     cut_warning: str | None = None  # set when the cut takes most training texts
+    max_length: int | None = None  # the max_length asked for (max_tokens never exceeds the context)
 
     def record_cuts(
         self,
@@ -81,50 +82,62 @@ class DataReport:
         return asdict(self)
 
     def render(self) -> Any:
-        """A rich renderable: a summary table and a per-class table."""
+        """A rich renderable: a summary table and a per-class table (fields that are not set
+        are left out; user strings are shown as they are, never read as markup)."""
         from rich.console import Group
+        from rich.markup import escape
         from rich.table import Table
 
-        summary = Table(title=f"data: {self.dataset}", title_justify="left", show_header=False)
+        summary = Table(
+            title=f"data: {escape(self.dataset)}", title_justify="left", show_header=False
+        )
         summary.add_column(style="bold")
         summary.add_column()
         summary.add_row("rows read", f"{self.rows_read:,}")
         for reason, count in self.dropped.items():
             if count:
-                summary.add_row(f"dropped: {reason}", f"{count:,}")
+                summary.add_row(f"dropped: {escape(reason)}", f"{count:,}")
         summary.add_row("rows kept", f"{self.rows_kept:,}")
         scope = "predefined splits" if self.predefined_splits else f"scope {self.balance_scope}"
-        summary.add_row("balance", f"{self.balance} ({scope})")
-        summary.add_row("split", " / ".join(f"{k} {v:,}" for k, v in self.split_sizes.items()))
-        used = f"{self.max_tokens:,}" + (f" ({self.padding})" if self.padding else "")
+        summary.add_row("balance", f"{escape(self.balance)} ({scope})")
+        sizes = " / ".join(f"{escape(k)} {v:,}" for k, v in self.split_sizes.items())
+        summary.add_row("split", sizes)
+        used = f"{self.max_tokens:,}" + (f" ({escape(self.padding)})" if self.padding else "")
         if self.batch_width is not None:
             used += f", every batch {self.batch_width:,} wide"
+        if self.max_length is not None and self.max_length > self.max_tokens:
+            used += f" (--max-length {self.max_length:,} asked)"
         summary.add_row("tokens used per text", f"at most {used}")
         for split, count in self.truncated.items():
             dropped = self.tokens_dropped.get(split, 0)
             summary.add_row(f"cut: {split}", f"{count:,} texts, {dropped:,} tokens")
         if self.cut_warning:
-            summary.add_row("[bold red]warning[/]", self.cut_warning)
+            summary.add_row("[bold red]warning[/]", escape(self.cut_warning))
         for split, stats in self.token_lengths.items():
             if stats:
                 summary.add_row(
                     f"tokens: {split}",
                     f"min {stats['min']:.0f}, mean {stats['mean']:.1f}, max {stats['max']:.0f}",
                 )
+        return Group(summary, self._classes_table())
+
+    def _classes_table(self) -> Any:
+        from rich.markup import escape
+        from rich.table import Table
 
         classes = Table(title="classes", title_justify="left")
         classes.add_column("label", style="bold")
         classes.add_column("cleaned", justify="right")
         classes.add_column("balanced", justify="right")
         for split in self.split_class_counts:
-            classes.add_column(split, justify="right")
+            classes.add_column(escape(split), justify="right")
         if self.class_weights:
             classes.add_column("weight", justify="right")
         for name in self.labels:
-            row = [name, f"{self.class_counts.get(name, 0):,}"]
+            row = [escape(name), f"{self.class_counts.get(name, 0):,}"]
             row.append(f"{self.balanced_counts.get(name, 0):,}")
             row += [f"{counts.get(name, 0):,}" for counts in self.split_class_counts.values()]
             if self.class_weights:
                 row.append(f"{self.class_weights.get(name, 0.0):.3f}")
             classes.add_row(*row)
-        return Group(summary, classes)
+        return classes

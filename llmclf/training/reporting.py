@@ -92,10 +92,15 @@ class MultiReporter(Reporter):
 
 
 class JsonLinesReporter(Reporter):
-    """Writes one JSON object per event: ``{"event": name, "time": ISO-8601 UTC, ...payload}``."""
+    """Writes one JSON object per event: ``{"event": name, "time": ISO-8601 UTC, ...payload}``.
+
+    A path ``target`` is created with any missing parent folders, and replaced when it exists.
+    """
 
     def __init__(self, target: str | Path | IO[str]) -> None:
         self._owns = isinstance(target, str | Path)
+        if self._owns:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
         self._file: IO[str] = open(target, "w", encoding="utf-8") if self._owns else target  # type: ignore[arg-type]  # noqa: SIM115
 
     def event(self, name: str, **data: Any) -> None:
