@@ -94,24 +94,41 @@ def config_options(fields: Iterable[Field[Any]]) -> Any:
     type=click.Path(dir_okay=False),
     help="Write one JSON object per training event to this file.",
 )
+@click.option(
+    "--log-to",
+    multiple=True,
+    metavar="TRACKER",
+    help="Also log the run to tensorboard and/or mlflow (repeat, or tensorboard,mlflow).",
+)
+@click.option(
+    "--tensorboard-dir",
+    type=click.Path(file_okay=False),
+    help="TensorBoard log root; the run logs to DIR/<run name>.  [default: tensorboard/ "
+    "beside the run directory]",
+)
 def fit_command(
     config_file: str | None,
     resume: str | None,
     overwrite: bool,
     quiet: bool,
     log_json: str | None,
+    log_to: tuple[str, ...],
+    tensorboard_dir: str | None,
     **options: Any,
 ) -> None:
     """Fine-tune a backbone as a classifier and save the run directory."""
     from ..settings import process_rank
+    from ..tracking import make_tracker, parse_log_to
     from ..training.config import TrainConfig, read_config_file
     from ..training.reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..training.trainer import Trainer
     from .render import RichReporter
 
+    trackers = [make_tracker(n, tensorboard_dir=tensorboard_dir) for n in parse_log_to(log_to)]
     reporters: list[Reporter] = [] if quiet else [RichReporter()]
     if log_json:
         reporters.append(JsonLinesReporter(log_json))
+    reporters += trackers
     reporter = MultiReporter(*reporters)
     trainer: Trainer | None = None
     try:
