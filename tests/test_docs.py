@@ -27,6 +27,7 @@ PAGES = [
     "guides/checkpoints/index.html",
     "guides/downloads/index.html",
     "guides/reproducibility/index.html",
+    "guides/dry-run/index.html",
     "guides/reproduce/index.html",
     "guides/tracking/index.html",
     "guides/distributed/index.html",
