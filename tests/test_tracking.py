@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import fit_tiny_run, write_topic_csv
+from helpers import fit_tiny_run, tiny_fit_args, write_topic_csv
 
 from llmclf.cli import main
 from llmclf.tracking import parse_log_to
@@ -113,3 +113,30 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
         "pip install 'llmclf[mlflow]'"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+def test_under_torchrun_only_rank_0_logs(tmp_path: Path) -> None:
+    """Two CPU ranks: one event file, each batch's loss once."""
+    import os
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=10)
+    args = tiny_fit_args(data, tmp_path / "ddp", "--epochs", "1", "--batch-size", "8")
+    args += ["--device", "cpu", "--log-to", "tensorboard"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    result = subprocess.run(
+        [*torchrun, "--nproc-per-node", "2", "-m", "llmclf", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log_dir = tmp_path / "tensorboard" / "ddp"
+    assert len(list(log_dir.iterdir())) == 1  # one writer: rank 0's
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    steps = [s.step for s in accumulator.Scalars("train/batch_loss")]
+    assert steps == list(range(1, len(steps) + 1)) and steps
