@@ -15,6 +15,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .reporting import Reporter
 from .rundir import RunDirectory
 from .trainer import Trainer, check_names, make_optimizer
 
-CALIBRATION_BATCHES = 3  # timed, after one warm-up batch
+CALIBRATION_BATCHES = 5  # timed, after one warm-up batch
 
 
 @dataclass
@@ -205,11 +206,22 @@ def _calibrate(
     amp_dtype: torch.dtype | None,
     cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """Seconds per training batch, per evaluation batch and per cached text, timed on the
-    first training texts (one warm-up batch, then `CALIBRATION_BATCHES`)."""
-    size = cfg.batch_size
-    n = min(len(data.train), (CALIBRATION_BATCHES + 1) * size)
-    texts, labels = data.train.token_ids[:n], data.train.labels[:n]
+    """Seconds per training batch, per evaluation batch and per cached text, timed on epoch 1's
+    first batches (one warm-up batch, then `CALIBRATION_BATCHES`)."""
+    drawn = batches(  # epoch 1's first batches, drawn exactly as training draws them
+        data.train.token_ids,
+        data.train.labels,
+        policy,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        bucket=cfg.bucket,
+    )
+    picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
+    order = [p for positions in picked for p in positions]
+    texts = [data.train.token_ids[p] for p in order]
+    labels = [data.train.labels[p] for p in order]
+    n, size = len(order), len(picked[0])
     amp = partial(autocast, device, amp_dtype)
     trunk, per_text = None, 0.0
     if cache["applies"]:
@@ -221,7 +233,10 @@ def _calibrate(
     forward = BatchForward(model)
     params = list(trainable.parameters.values())
     optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    chunks, start = [], 0
+    for positions in picked:  # indices into ``texts``
+        chunks.append(list(range(start, start + len(positions))))
+        start += len(positions)
 
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
@@ -253,7 +268,8 @@ def _calibrate(
 
 
 def _timed(step: Any, chunks: list[list[int]], device: torch.device) -> float:
-    """Mean seconds of ``step`` over ``chunks`` after the first (a warm-up), or of the only one."""
+    """Median seconds of ``step`` over ``chunks`` after the first (a warm-up), or of the only
+    one; the median, so one batch delayed by another process does not set the estimate."""
     times = []
     for positions in chunks:
         started = time.perf_counter()
@@ -261,7 +277,7 @@ def _timed(step: Any, chunks: list[list[int]], device: torch.device) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
-    return statistics.fmean(times[1:] or times)
+    return statistics.median(times[1:] or times)
 
 
 def _estimate(
