@@ -22,12 +22,15 @@ _LAZY = {
     "Classifier": "llmclf.inference",
     "Prediction": "llmclf.inference",
     "download": "llmclf.downloads",
+    "reproduce": "llmclf.reproduction",
+    "ReproduceReport": "llmclf.reproduction",
 }
 
 __all__ = [
     "Classifier",
     "LlmclfError",
     "Prediction",
+    "ReproduceReport",
     "Run",
     "TrainConfig",
     "Trainer",
@@ -37,6 +40,7 @@ __all__ = [
     "datasets",
     "download",
     "padding",
+    "reproduce",
 ]
 
 

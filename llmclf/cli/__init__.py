@@ -97,10 +97,11 @@ def _add_commands() -> None:
     from .fit import fit_command
     from .list_cmd import list_command
     from .predict import predict_command
+    from .reproduce import reproduce_command
     from .serve import serve_command
 
     commands = (fit_command, evaluate_command, predict_command, serve_command, list_command)
-    for command in (*commands, export_command, download_command):
+    for command in (*commands, export_command, download_command, reproduce_command):
         main.add_command(command)
 
 

@@ -97,24 +97,56 @@ def config_options(fields: Iterable[Field[Any]]) -> Any:
     help="Write one JSON object per training event to this file (replaced if it exists; "
     "missing folders are created).",
 )
+@click.option(
+    "--log-to",
+    multiple=True,
+    metavar="TRACKER",
+    help="Also log the run to tensorboard and/or mlflow (repeat, or tensorboard,mlflow).",
+)
+@click.option(
+    "--tensorboard-dir",
+    type=click.Path(file_okay=False),
+    help="TensorBoard log root; the run logs to DIR/<run name>.  [default: tensorboard/ "
+    "beside the run directory]",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Prepare the data and the model, train nothing, and estimate the cost per phase.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the report as JSON.")
 def fit_command(
     config_file: str | None,
     resume: str | None,
     overwrite: bool,
     quiet: bool,
     log_json: str | None,
+    log_to: tuple[str, ...],
+    tensorboard_dir: str | None,
+    dry_run: bool,
+    as_json: bool,
     **options: Any,
 ) -> None:
     """Fine-tune a backbone as a classifier and save the run directory."""
     from ..settings import process_rank
+    from ..tracking import make_tracker, parse_log_to
     from ..training.config import TrainConfig, read_config_file
     from ..training.reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..training.trainer import Trainer
     from .render import RichReporter
 
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
+    if dry_run:
+        if resume:
+            raise click.UsageError("--dry-run starts a new run; drop --resume")
+        _dry_run(config_file, options, quiet=quiet or as_json, as_json=as_json)
+        return
+    trackers = [make_tracker(n, tensorboard_dir=tensorboard_dir) for n in parse_log_to(log_to)]
     reporters: list[Reporter] = [] if quiet else [RichReporter()]
     if log_json:
         reporters.append(JsonLinesReporter(log_json))
+    reporters += trackers
     reporter = MultiReporter(*reporters)
     trainer: Trainer | None = None
     restore_sigterm = _sigterm_interrupts()
@@ -179,3 +211,24 @@ def _sigterm_interrupts() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _dry_run(
+    config_file: str | None, options: dict[str, Any], *, quiet: bool, as_json: bool
+) -> None:
+    """``fit --dry-run``: the config as fit would build it, prepared and timed, not trained."""
+    import json
+
+    from ..training.config import TrainConfig, read_config_file
+    from ..training.dry_run import dry_run
+    from ..training.reporting import Reporter
+    from .render import RichReporter
+
+    fields = read_config_file(config_file) if config_file else {}
+    fields.update({k: v for k, v in options.items() if v is not None})
+    reporter = Reporter() if quiet else RichReporter()
+    try:
+        report = dry_run(TrainConfig.from_dict(fields), reporter=reporter)
+    finally:
+        reporter.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())

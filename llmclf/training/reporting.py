@@ -2,6 +2,8 @@
 
 Events (with their keyword payloads):
 
+- ``config(config, output_dir)``: the run's whole config (`TrainConfig.to_dict`) and the
+  directory it will be saved in, first.
 - ``data(report)``: the data report, a dict.
 - ``message(text)``: a one-line note (e.g. why the frozen-trunk cache is off).
 - ``model(trainable, total, policy, cache)``: parameter counts.

@@ -163,6 +163,7 @@ class Trainer:
     def _fit(self, out: Path, work: Path, ctx: DistContext, device: torch.device) -> Run:
         """Train into ``work`` (``out``, or ``out``'s staging dir under --overwrite)."""
         cfg = self.config
+        self.reporter.event("config", config=cfg.to_dict(), output_dir=str(out))
         run_dir = RunDirectory(work, writes=ctx.is_main)
         amp_dtype = resolve_precision(cfg.precision, device)
         torch.manual_seed(cfg.seed)

@@ -1,0 +1,58 @@
+"""``llmclf fit --dry-run``: prepares data and model, trains and writes nothing, prices it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import tiny_config, tiny_fit_args, write_topic_csv
+
+from llmclf.cli import main
+from llmclf.training.dry_run import dry_run
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write_topic_csv(tmp_path / "tickets.csv", rows_per_class=20)
+
+
+def test_dry_run_json_reports_without_writing_a_run(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [*tiny_fit_args(data, out), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert not out.exists()  # nothing trained, nothing written
+    assert report["data"]["split_sizes"] == {"train": 42, "validation": 6, "test": 12}
+    params = report["parameters"]
+    assert params["trainable"] == params["total"] > 0  # --trainable all
+    assert report["cache"]["applies"] is False  # every block trains
+    assert set(report["estimate_seconds"]) == {"training", "evaluation"}
+    assert all(seconds > 0 for seconds in report["estimate_seconds"].values())
+    lengths = report["token_lengths"]["train"]
+    assert lengths["min"] <= lengths["median"] <= lengths["p95"] <= lengths["max"]
+
+
+def test_a_frozen_trunk_reports_the_cache_and_its_phase(data: Path) -> None:
+    config = tiny_config(data, trainable="last-block")
+    report = dry_run(config)
+    assert report.cache["applies"] and report.cache["bytes"] > 0
+    assert report.parameters["trainable"] < report.parameters["total"]
+    assert "trunk cache" in report.estimate
+    text = report.render()
+    assert "frozen-trunk cache: yes" in text and "an estimate" in text
+
+
+def test_fixed_width_padding_wastes_more_than_per_batch_padding(data: Path) -> None:
+    per_batch = dry_run(tiny_config(data, padding="pad-batch")).padding
+    fixed = dry_run(tiny_config(data, padding="pad-dataset")).padding
+    assert 0 <= per_batch["waste"] < fixed["waste"] < 1
+    assert fixed["policy"] == "pad-dataset"
+
+
+def test_json_needs_dry_run(data: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [*tiny_fit_args(data, tmp_path / "run"), "--json"])
+    assert result.exit_code == 2
+    assert "--json goes with --dry-run" in result.stderr
+    assert not (tmp_path / "run").exists()
