@@ -36,6 +36,10 @@ class DataReport:
     padding: str | None = None  # the padding policy that set max_tokens, once it is known
     batch_width: int | None = None  # every batch's width under a fixed-width policy
     cut_warning: str | None = None  # set when the cut takes most training texts
+    split: str = ""  # how the splits were made (fractions, official, predefined)
+    html_changed: int | None = None  # texts whose <br /> tags --strip-html replaced (or None)
+    long_texts: str = "head"  # which tokens of a text over the cap are kept
+    tokenize_seconds: float | None = None  # time to tokenise every text used
 
     def record_cuts(
         self,
@@ -95,11 +99,16 @@ class DataReport:
         summary.add_row("rows kept", f"{self.rows_kept:,}")
         scope = "predefined splits" if self.predefined_splits else f"scope {self.balance_scope}"
         summary.add_row("balance", f"{self.balance} ({scope})")
-        summary.add_row("split", " / ".join(f"{k} {v:,}" for k, v in self.split_sizes.items()))
+        if self.html_changed is not None:
+            summary.add_row("<br /> replaced", f"in {self.html_changed:,} texts")
+        sizes = " / ".join(f"{k} {v:,}" for k, v in self.split_sizes.items())
+        summary.add_row("split", sizes + (f" ({self.split})" if self.split else ""))
         used = f"{self.max_tokens:,}" + (f" ({self.padding})" if self.padding else "")
         if self.batch_width is not None:
             used += f", every batch {self.batch_width:,} wide"
-        summary.add_row("tokens used per text", f"at most {used}")
+        summary.add_row("tokens used per text", f"at most {used}; long texts: {self.long_texts}")
+        if self.tokenize_seconds is not None:
+            summary.add_row("tokenised in", f"{self.tokenize_seconds:.2f} s")
         for split, count in self.truncated.items():
             dropped = self.tokens_dropped.get(split, 0)
             summary.add_row(f"cut: {split}", f"{count:,} texts, {dropped:,} tokens")
