@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import Collect
+from click.testing import CliRunner
+from helpers import Collect, tiny_fit_args
 
 import llmclf
-from llmclf import TrainConfig
+from llmclf import Classifier, TrainConfig
+from llmclf.cli import main
 from llmclf.cli.fit import CommaSeparatedFloats
 from llmclf.data.clean import clean_text
 from llmclf.data.imdb import IMDB_ASSET, read_imdb
@@ -153,3 +156,24 @@ def test_strip_html_replaces_line_breaks_and_is_counted(small_imdb) -> None:
     starts = [d for e, d in events.events if e == "phase_start"]
     assert {"phase": "tokenise", "total": 60} in starts
     assert data.report.tokenize_seconds is not None and data.report.tokenize_seconds >= 0
+
+
+def test_fit_flags_are_saved_and_predict_cleans_its_inputs_the_same(
+    small_imdb, tmp_path: Path
+) -> None:
+    args = tiny_fit_args(small_imdb, tmp_path / "run", "--trainable", "head", "--epochs", "1")
+    extra = ["--split", "official", "--strip-html", "--long-texts", "head+tail:2"]
+    result = CliRunner().invoke(main, args + extra)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "llmclf.json").read_text())
+    config = manifest["config"]
+    assert (config["split"], config["strip_html"], config["long_texts"]) == (
+        "official",
+        True,
+        "head+tail:2",
+    )
+    assert manifest["padding"]["long_texts"] == "head+tail:2"
+    assert len(manifest["data"]["split"]["test"]) == 20
+    clf = Classifier.load(tmp_path / "run")
+    tokenizer = get_tokenizer()
+    assert clf._encode([" great<br /><br />film "]) == [tokenizer.encode("great\n\nfilm")]
