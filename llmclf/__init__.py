@@ -2,8 +2,8 @@
 
 The registries (``datasets``, ``balancers``, ``padding``, ``backbones``, ``long_texts``) are
 cheap to import; the training and inference API (``Trainer``, ``TrainConfig``, ``Classifier``)
-imports torch on first use, so ``import llmclf`` stays fast. ``download(names, home=None)`` fetches datasets,
-tokenizer files and backbone weights ahead of time.
+imports torch on first use, so ``import llmclf`` stays fast. ``download(names, home=None)``
+fetches datasets, tokenizer files and backbone weights ahead of time.
 """
 
 from __future__ import annotations
