@@ -1,9 +1,9 @@
 """llmclf: turn a pretrained GPT-2 into a text classifier.
 
-The registries (``datasets``, ``balancers``, ``padding``, ``backbones``) are cheap to import;
-the training and inference API (``Trainer``, ``TrainConfig``, ``Classifier``) imports torch on
-first use, so ``import llmclf`` stays fast. ``download(names, home=None)`` fetches datasets,
-tokenizer files and backbone weights ahead of time.
+The registries (``datasets``, ``balancers``, ``padding``, ``backbones``, ``long_texts``) are
+cheap to import; the training and inference API (``Trainer``, ``TrainConfig``, ``Classifier``)
+imports torch on first use, so ``import llmclf`` stays fast. ``download(names, home=None)``
+fetches datasets, tokenizer files and backbone weights ahead of time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import LlmclfError
-from .registries import backbones, balancers, datasets, padding
+from .registries import backbones, balancers, datasets, long_texts, padding
 
 _LAZY = {
     "TrainConfig": "llmclf.training.config",
@@ -39,6 +39,7 @@ __all__ = [
     "balancers",
     "datasets",
     "download",
+    "long_texts",
     "padding",
     "reproduce",
 ]

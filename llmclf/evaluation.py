@@ -71,7 +71,7 @@ def evaluate_run(
         if not row_ids:
             others = [name for name in SPLITS if manifest["data"]["split"][name]]
             raise UsageError(
-                f"the run's {split} split is empty (split fractions {list(config.split)}); "
+                f"the run's {split} split is empty (split {config.split}); "
                 f"score another: --split {others[-1] if others else 'train'}, or pass --dataset"
             )
         fingerprint = manifest["data"]["fingerprint"]

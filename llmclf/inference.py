@@ -174,7 +174,11 @@ class Classifier:
         return self._probabilities(self._encode(texts), batch_size, progress)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer.encode_batch([t.strip() for t in texts])  # as training cleaned them
+        from .data.clean import clean_text  # imports pandas: only once texts are scored
+
+        strip_html = bool((self.manifest.get("config") or {}).get("strip_html", False))
+        cleaned = [clean_text(t, strip_html=strip_html) for t in texts]  # as training did
+        return self.tokenizer.encode_batch(cleaned)
 
     def _probabilities(
         self,

@@ -28,6 +28,8 @@ __all__ = [
     "BALANCE_SCOPES",
     "CACHE_POLICIES",
     "DEVICES",
+    "OFFICIAL_SPLIT",
+    "OFFICIAL_VALIDATION",
     "POOLINGS",
     "PRECISIONS",
     "SAVE_POLICIES",
@@ -165,8 +167,20 @@ def check_precision(precision: object) -> str:
     raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
-def check_split(split: object) -> tuple[float, float, float]:
-    """Three fractions (train, validation, test): >= 0, train > 0, summing to 1, as floats."""
+OFFICIAL_SPLIT = "official"
+OFFICIAL_VALIDATION = 0.1  # of the official training rows, with --split official
+
+
+def check_split(split: object) -> tuple[float, float, float] | str:
+    """Three fractions (train, validation, test): >= 0, train > 0, summing to 1, as floats;
+    or ``"official"``: the dataset's own train/test partition."""
+    if split == OFFICIAL_SPLIT:
+        return OFFICIAL_SPLIT
+    if isinstance(split, str):
+        raise ConfigError(
+            f"split: must be three fractions such as 0.7,0.1,0.2 or {OFFICIAL_SPLIT!r}, "
+            f"got {split!r}"
+        )
     if not isinstance(split, tuple | list) or not all(_is_number(f) for f in split):
         raise ConfigError(f"split: must be three numbers (train, validation, test), got {split!r}")
     if len(split) != 3:

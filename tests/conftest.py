@@ -11,6 +11,8 @@ The data directory (laid out like ``$LLMCLF_HOME``) is, in this order:
    stops the run.
 
 Without any of them the session stops at once with one message saying how to provide the files.
+The IMDb archive (84 MB) is not needed by every test: the ``imdb_archive`` fixture finds it the
+same way, and downloads it into the test cache only when a test that asks for it runs.
 Tests only read that directory; tests that write use ``writable_home`` or a temporary copy.
 """
 
@@ -144,6 +146,30 @@ def pytest_collection(session: pytest.Session) -> None:
 def shared_data() -> Path:
     """The real data files (read-only); see the module docstring for where they come from."""
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def imdb_archive(pytestconfig: pytest.Config) -> Path:
+    """The real IMDb archive (84 MB), fetched into the test cache only when a test asks for it."""
+    path = SHARED_DATA / "imdb" / "aclImdb_v1.tar.gz"
+    if path.is_file():
+        return path
+    reason = f"{HOW} is {SHARED_DATA}, which lacks imdb/aclImdb_v1.tar.gz"
+    if HOW == "test cache" and not os.environ.get("CI"):  # under CI the tests never download
+        from llmclf.downloads import download
+        from llmclf.errors import LlmclfError
+
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        try:
+            with capture.global_and_fixture_disabled():
+                download("imdb", home=SHARED_DATA)
+            return path
+        except LlmclfError as exc:
+            reason = f"downloading it into {SHARED_DATA} failed: {exc}"
+    pytest.fail(
+        f"this test needs the IMDb archive: {reason}; run `llmclf download imdb --home "
+        f"{SHARED_DATA}`"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ PAGES = [
     "guides/registering/index.html",
     "guides/plugin-package/index.html",
     "guides/trainable-and-pooling/index.html",
+    "guides/long-texts/index.html",
     "guides/checkpoints/index.html",
     "guides/downloads/index.html",
     "guides/reproducibility/index.html",

@@ -25,21 +25,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def phases(reporter: Collect) -> list[tuple[str, int | None, list[int]]]:
-    """(name, total, completed values) of each phase; asserts phases never overlap."""
+    """(name, total, completed values) of each phase, in start order; asserts that a phase
+    started inside another (tokenise inside data) ends before it."""
     out: list[tuple[str, int | None, list[int]]] = []
-    current = None
+    open_: list[int] = []  # indexes into out of the phases in flight, innermost last
     for event, data in reporter.events:
         if event == "phase_start":
-            assert current is None, f"{data['name']} starts inside {current}"
-            current = data["phase"]
-            out.append((current, data["total"], []))
+            out.append((data["phase"], data["total"], []))
+            open_.append(len(out) - 1)
         elif event == "phase_progress":
-            assert data["phase"] == current
-            out[-1][2].append(data["completed"])
+            assert open_ and out[open_[-1]][0] == data["phase"]
+            out[open_[-1]][2].append(data["completed"])
         elif event == "phase_end":
-            assert data["phase"] == current and data["seconds"] >= 0
-            current = None
-    assert current is None, f"{current} never ended"
+            assert open_ and out[open_.pop()][0] == data["phase"] and data["seconds"] >= 0
+    assert not open_, f"{out[open_[-1]][0]} never ended"
     return out
 
 
@@ -49,9 +48,11 @@ def test_fit_reports_each_slow_phase_in_order_with_totals(tmp_path: Path) -> Non
     config = tiny_config(data, tmp_path / "run", trainable="last-block", epochs=1, batch_size=8)
     result = Trainer(config, reporter=reporter).fit()
     got = phases(reporter)
-    assert [name for name, _, _ in got] == ["data", "backbone", "trunk cache", "final evaluation"]
+    names = ["data", "tokenise", "backbone", "trunk cache", "final evaluation"]
+    assert [name for name, _, _ in got] == names
     sizes = [m["n"] for m in result.metrics.values()]
-    cache, evaluation = got[2], got[3]
+    assert got[1][1] == got[1][2][-1] == 36  # every text tokenised, in one batch
+    cache, evaluation = got[3], got[4]
     assert cache[1] == sum(sizes) and cache[2][-1] == cache[1]
     assert evaluation[1] == sum(math.ceil(n / 8) for n in sizes)
     assert evaluation[2] == list(range(1, evaluation[1] + 1))
@@ -157,5 +158,6 @@ def test_log_json_records_the_phases(tmp_path: Path) -> None:
     events = [json.loads(line) for line in log.read_text().splitlines()]
     starts = [e["phase"] for e in events if e["event"] == "phase_start"]
     ends = [e["phase"] for e in events if e["event"] == "phase_end"]
-    assert starts == ends == ["data", "backbone", "final evaluation"]  # --trainable all: no cache
+    assert starts == ["data", "tokenise", "backbone", "final evaluation"]  # all: no cache
+    assert ends == ["tokenise", "data", "backbone", "final evaluation"]  # tokenise inside data
     assert all(e["seconds"] >= 0 for e in events if e["event"] == "phase_end")

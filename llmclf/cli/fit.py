@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..options import flag, show_default, type_name
+from ..options import OFFICIAL_SPLIT, flag, show_default, type_name
 from ..training.config import config_fields
 
 _TYPES: dict[str, click.ParamType] = {
@@ -26,17 +26,23 @@ _TYPES: dict[str, click.ParamType] = {
 
 
 class CommaSeparatedFloats(click.ParamType):
-    """``0.7,0.1,0.2`` -> ``[0.7, 0.1, 0.2]``."""
+    """``0.7,0.1,0.2`` -> ``[0.7, 0.1, 0.2]``; ``official`` stays a word."""
 
     name = "floats"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, list | tuple):
             return list(value)
+        if str(value).strip() == OFFICIAL_SPLIT:
+            return OFFICIAL_SPLIT
         try:
             return [float(part) for part in str(value).split(",")]
         except ValueError:
-            self.fail(f"{value!r}; give comma-separated numbers like 0.7,0.1,0.2", param, ctx)
+            self.fail(
+                f"{value!r}; give comma-separated numbers like 0.7,0.1,0.2, or official",
+                param,
+                ctx,
+            )
 
 
 def config_option(f: Field[Any]) -> click.Option:

@@ -1,15 +1,22 @@
-"""Cleaning: strip texts and labels, drop unusable rows, and count every drop by its reason."""
+"""Cleaning: strip texts and labels, drop unusable rows, and count every drop by its reason.
+
+With ``strip_html`` (``--strip-html``) HTML line breaks (``<br />``, ``<br/>``, ``<br>``, any
+case) become a newline first; `clean_text` does the same to a text at prediction, so a model
+reads its inputs as it read its training texts.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 DROP_REASONS = ("missing text", "missing label", "empty text", "empty label", "duplicate text")
 
 
@@ -20,16 +27,26 @@ class Cleaned:
     frame: pd.DataFrame  # text: str; label: str or an ordered Categorical; part (optional)
     rows_read: int
     dropped: dict[str, int]  # reason -> rows, for every reason in DROP_REASONS
+    html_changed: int = 0  # texts whose <br /> tags strip_html replaced
 
 
-def clean(frame: pd.DataFrame, *, dedupe: bool = False) -> Cleaned:
+def clean_text(text: str, *, strip_html: bool = False) -> str:
+    """One text as cleaning leaves it: line breaks replaced (``strip_html``), then stripped."""
+    return (HTML_BREAK.sub("\n", text) if strip_html else text).strip()
+
+
+def clean(frame: pd.DataFrame, *, dedupe: bool = False, strip_html: bool = False) -> Cleaned:
     """Strip whitespace; drop rows whose text or label is missing or empty; optionally
     drop repeated texts (the first one stays). Each dropped row counts under its first reason.
 
     A label column that is an ordered Categorical keeps its declared order, so the label map
-    can follow it.
+    can follow it. ``strip_html`` replaces HTML line breaks with a newline before stripping.
+    A ``part`` or ``split`` column (predefined or official splits) is kept.
     """
     texts = [_cell(v) for v in frame["text"].tolist()]
+    html_changed = 0
+    if strip_html:
+        texts, html_changed = _strip_html(texts)
     labels = [_cell(v) for v in frame["label"].tolist()]
     keep = []
     dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -47,9 +64,22 @@ def clean(frame: pd.DataFrame, *, dedupe: bool = False) -> Cleaned:
             "label": _labels([labels[i] for i in keep], frame["label"].dtype),
         }
     )
-    if "part" in frame.columns:
-        out["part"] = frame["part"].to_numpy()[keep]
-    return Cleaned(out, rows_read=len(frame), dropped=dropped)
+    for column in ("part", "split"):
+        if column in frame.columns:
+            out[column] = frame[column].to_numpy()[keep]
+    return Cleaned(out, rows_read=len(frame), dropped=dropped, html_changed=html_changed)
+
+
+def _strip_html(texts: list[str | None]) -> tuple[list[str | None], int]:
+    """``texts`` with HTML line breaks as newlines (stripped again), and how many changed."""
+    out, changed = [], 0
+    for text in texts:
+        if text is not None and "<" in text:
+            new = HTML_BREAK.sub("\n", text).strip()
+            changed += new != text
+            text = new
+        out.append(text)
+    return out, changed
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

@@ -23,6 +23,10 @@ batch. ``last`` pooling reads position ``T - 1``, so it is independent of the ba
 the width is fixed (`PaddingPolicy.fixed_width`); `check_combination` refuses the rest.
 
 An empty text is encoded as one pad token with length 1, so it still gets a prediction.
+
+Which tokens of a longer text are kept is the policy's `PaddingPolicy.long_text`, a
+`llmclf.data.long_texts.LongTextPolicy` (``head`` unless `PaddingPolicy.set_long_texts` chose
+another); `state` saves its name, so a saved run cuts texts as it was trained.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import CheckpointError, ConfigError, UsageError
+from ..errors import CheckpointError, ConfigError, LlmclfError, UsageError
 from ..registries import padding
+from .long_texts import DEFAULT as DEFAULT_LONG_TEXTS
+from .long_texts import LongTextPolicy, get_long_text_policy
 
 if TYPE_CHECKING:  # torch is imported on use, so `llmclf list` stays fast
     import torch
@@ -59,6 +65,15 @@ class PaddingPolicy:
         self.context_length = context_length
         self.pad_id = pad_id
         self.length: int | None = None  # learned by fit() for dataset-wide policies
+        self.long_text: LongTextPolicy = get_long_text_policy(DEFAULT_LONG_TEXTS)
+
+    def set_long_texts(self, spec: str) -> None:
+        """Choose which tokens of a text longer than `keep` are kept (``"tail"``, ...)."""
+        self.long_text = get_long_text_policy(spec)
+
+    def select(self, ids: Sequence[int]) -> list[int]:
+        """The tokens of one text this policy keeps: at most `keep`, chosen by `long_text`."""
+        return self.long_text.select(ids, self.keep())
 
     def fit(self, train_lengths: Sequence[int]) -> None:
         """Learn from the training texts' token counts (dataset-wide policies only)."""
@@ -86,7 +101,7 @@ class PaddingPolicy:
         import torch
 
         keep = self.keep()
-        rows = [list(ids[:keep]) or [self.pad_id] for ids in token_ids]
+        rows = [self.long_text.select(ids, keep) or [self.pad_id] for ids in token_ids]
         if not rows:
             raise UsageError("collate needs at least one text")
         t = self.width([len(r) for r in rows])
@@ -100,7 +115,12 @@ class PaddingPolicy:
 
     def state(self) -> dict[str, Any]:
         """JSON-able: the policy's name, its cap and what it learned, so a run reloads it."""
-        return {"name": self.name, "max_length": self.max_length, "length": self.length}
+        return {
+            "name": self.name,
+            "max_length": self.max_length,
+            "length": self.length,
+            "long_texts": self.long_text.spec(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what `state` saved."""
@@ -108,6 +128,11 @@ class PaddingPolicy:
         if length is not None and (not isinstance(length, int) or length < 1):
             raise CheckpointError(f"padding state has an invalid length {length!r}")
         self.length = None if length is None else min(length, self.cap)
+        spec = state.get("long_texts", DEFAULT_LONG_TEXTS)  # runs saved before it: head
+        try:
+            self.set_long_texts(spec)
+        except LlmclfError as exc:
+            raise CheckpointError(f"padding state has long_texts {spec!r}: {exc}") from None
 
     def _learned(self) -> int:
         if self.length is None:

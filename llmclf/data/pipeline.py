@@ -7,19 +7,21 @@ rebuilds exactly the rows a run used; ``load_all`` reads a whole dataset for eva
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DataError, LlmclfWarning, UsageError
-from ..options import SPLITS
+from ..options import OFFICIAL_SPLIT, OFFICIAL_VALIDATION, SPLITS
 from ..registries import balancers
 from .balance import Balanced
 from .clean import Cleaned, clean
 from .clean import fingerprint as fingerprint_of
 from .labels import LabelMap
+from .long_texts import LongTextPolicy, get_long_text_policy
 from .padding import token_cap
 from .readers import load_texts  # public here: predict reads its inputs through it
 from .report import DataReport
@@ -74,8 +76,17 @@ class PreparedData:
         return {name: list(getattr(self, name).row_ids) for name in SPLITS}
 
 
-def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> PreparedData:
-    """Load, clean, map labels, balance, split (stratified, seeded) and encode ``spec``'s data."""
+TOKENIZE_CHUNK = 2_000  # texts per encode_batch call (tiktoken threads within one call)
+
+
+def prepare_data(
+    spec: DataSpec, tokenizer: Tokenizer, context_length: int, *, reporter: Any = None
+) -> PreparedData:
+    """Load, clean, map labels, balance, split (stratified, seeded) and encode ``spec``'s data.
+
+    ``reporter`` (a `llmclf.training.reporting.Reporter`) receives the ``tokenise`` phase
+    events (and a dataset's own, such as ``read imdb``).
+    """
     import pandas as pd
 
     cap = _token_cap(spec, context_length)
@@ -83,7 +94,8 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
         message = above_context_message(spec.max_length, context_length)
         warnings.warn(message, LlmclfWarning, stacklevel=2)
     balancer = balancers.get(spec.balance)  # an unknown name fails before any loading
-    cleaned = _load_clean(spec)
+    long_text = get_long_text_policy(spec.long_texts)
+    cleaned = _load_clean(spec, reporter)
     frame = cleaned.frame
     labels = LabelMap.from_labels(frame["label"])
     if len(labels) < 2:
@@ -95,7 +107,11 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
     label_ids = [labels.id(name) for name in frame["label"].astype(str).tolist()]
     table = pd.DataFrame({"text": frame["text"], "label": label_ids})
 
-    if "part" in frame.columns:  # predefined splits: used as given, only train is balanced
+    if spec.split == OFFICIAL_SPLIT:  # the dataset's train/test; validation cut from train
+        ids = _official(spec, frame, table, labels)
+        balanced = _balance(balancer, spec, table.loc[ids["train"]], len(labels))
+        ids["train"] = _train_order(balanced, ids["train"], spec.seed)
+    elif "part" in frame.columns:  # predefined splits: used as given, only train is balanced
         parts = {name: table.index[frame["part"] == name].tolist() for name in SPLITS}
         balanced = _balance(balancer, spec, table.loc[parts["train"]], len(labels))
         ids = {**parts, "train": _train_order(balanced, parts["train"], spec.seed)}
@@ -114,8 +130,16 @@ def prepare_data(spec: DataSpec, tokenizer: Tokenizer, context_length: int) -> P
         ids["train"] = _train_order(balanced, ids["train"], spec.seed)
 
     texts = frame["text"].tolist()
-    splits = {name: _encode(texts, label_ids, ids[name], tokenizer, cap) for name in SPLITS}
+    started = time.perf_counter()
+    encoded = _tokenize(
+        texts, sorted({r for name in SPLITS for r in ids[name]}), tokenizer, reporter
+    )
+    seconds = time.perf_counter() - started
+    splits = {
+        name: _encode(texts, label_ids, ids[name], encoded, (long_text, cap)) for name in SPLITS
+    }
     report = _report(spec, cleaned, labels, label_ids, balanced, splits, cap)
+    report.tokenize_seconds = round(seconds, 3)
     return PreparedData(
         train=splits["train"][0],
         validation=splits["validation"][0],
@@ -157,7 +181,7 @@ def load_split(
     names = frame["label"].astype(str).tolist()
     _require_known(spec, labels, [names[r] for r in row_ids])
     label_ids = [labels.id(n) if n in labels else -1 for n in names]
-    return _encode(frame["text"].tolist(), label_ids, list(row_ids), tokenizer, cap)[0]
+    return _encode_rows(spec, frame["text"].tolist(), label_ids, list(row_ids), tokenizer, cap)
 
 
 def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_length: int) -> Split:
@@ -168,7 +192,8 @@ def load_all(spec: DataSpec, labels: LabelMap, tokenizer: Tokenizer, context_len
     names = frame["label"].astype(str).tolist()
     _require_known(spec, labels, names)
     label_ids = [labels.id(n) for n in names]
-    return _encode(frame["text"].tolist(), label_ids, list(range(len(frame))), tokenizer, cap)[0]
+    rows = list(range(len(frame)))
+    return _encode_rows(spec, frame["text"].tolist(), label_ids, rows, tokenizer, cap)
 
 
 def above_context_message(max_length: int, context_length: int) -> str:
@@ -184,11 +209,13 @@ def _token_cap(spec: DataSpec, context_length: int) -> int:
     return token_cap(spec.max_length, context_length)  # the padding policies' cap
 
 
-def _load_clean(spec: DataSpec) -> Cleaned:
-    source = load_source(spec.dataset, spec.text_column, spec.label_column, spec.encoding)
+def _load_clean(spec: DataSpec, reporter: Any = None) -> Cleaned:
+    source = load_source(
+        spec.dataset, spec.text_column, spec.label_column, spec.encoding, reporter=reporter
+    )
     if len(source) == 0:
         raise DataError(f"dataset {spec.dataset!r} has no rows; give it rows of text and label")
-    cleaned = clean(source, dedupe=spec.dedupe)
+    cleaned = clean(source, dedupe=spec.dedupe, strip_html=spec.strip_html)
     if len(cleaned.frame) == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in cleaned.dropped.items() if n)
         raise DataError(
@@ -239,6 +266,30 @@ def _split(
     return dict(zip(SPLITS, parts, strict=True))
 
 
+def _official(
+    spec: DataSpec, frame: pd.DataFrame, table: pd.DataFrame, labels: LabelMap
+) -> dict[str, list[int]]:
+    """The dataset's own train/test rows, and a seeded, stratified validation slice of train
+    (`OFFICIAL_VALIDATION` of it)."""
+    if "split" not in frame.columns:
+        raise UsageError(
+            f"dataset {spec.dataset!r} has no official split (no 'split' column of train/test); "
+            "pass split fractions instead, e.g. --split 0.7,0.1,0.2"
+        )
+    parts = frame["split"].astype(str)
+    unknown = sorted(set(parts) - {"train", "test"})
+    if unknown:
+        raise DataError(
+            f"dataset {spec.dataset!r} has split values {unknown}; its split column may only "
+            "hold train and test"
+        )
+    train = table.index[parts == "train"].tolist()
+    train_labels = table.loc[train, "label"].tolist()
+    fractions = (1 - OFFICIAL_VALIDATION, OFFICIAL_VALIDATION, 0.0)
+    kept, validation, _ = stratified_split(train, train_labels, fractions, spec.seed, labels.names)
+    return {"train": kept, "validation": validation, "test": table.index[parts == "test"].tolist()}
+
+
 def _train_order(balanced: Balanced, before: list[int], seed: int) -> list[int]:
     """The balanced training rows; when the balancer changed them, in a seeded random order."""
     rows = balanced.frame.index.tolist()
@@ -256,21 +307,56 @@ def _require_known(spec: DataSpec, labels: LabelMap, names: list[str]) -> None:
         )
 
 
+def _tokenize(
+    texts: list[str], rows: list[int], tokenizer: Tokenizer, reporter: Any = None
+) -> dict[int, list[int]]:
+    """Row id -> token ids of ``texts[row]`` for each of ``rows``, encoded in batches of
+    `TOKENIZE_CHUNK` (tiktoken's threads) with ``tokenise`` phase events."""
+    from ..training.reporting import Phase
+
+    out: dict[int, list[int]] = {}
+    with Phase(reporter, "tokenise", total=len(rows)) as phase:
+        for start in range(0, len(rows), TOKENIZE_CHUNK):
+            chunk = rows[start : start + TOKENIZE_CHUNK]
+            out.update(zip(chunk, tokenizer.encode_batch([texts[r] for r in chunk]), strict=True))
+            phase.advance(len(chunk))
+    return out
+
+
 def _encode(
-    texts: list[str], label_ids: list[int], row_ids: list[int], tokenizer: Tokenizer, cap: int
+    texts: list[str],
+    label_ids: list[int],
+    row_ids: list[int],
+    encoded: dict[int, list[int]],
+    cut: tuple[LongTextPolicy, int],
 ) -> tuple[Split, int]:
-    """The split of ``row_ids``, encoded and truncated to ``cap``; and how many were cut."""
-    chosen = [texts[r] for r in row_ids]
-    encoded = tokenizer.encode_batch(chosen) if chosen else []
-    truncated = sum(len(ids) > cap for ids in encoded)
+    """The split of ``row_ids``, its tokens cut to ``cap`` by the long-text policy; and how
+    many texts were cut (``cut`` is the policy and the cap)."""
+    long_text, cap = cut
+    ids = [encoded[r] for r in row_ids]
     split = Split(
-        texts=chosen,
+        texts=[texts[r] for r in row_ids],
         labels=[label_ids[r] for r in row_ids],
-        token_ids=[ids[:cap] for ids in encoded],
+        token_ids=[long_text.select(t, cap) for t in ids],
         row_ids=list(row_ids),
-        token_counts=[len(ids) for ids in encoded],
+        token_counts=[len(t) for t in ids],
     )
-    return split, truncated
+    return split, sum(len(t) > cap for t in ids)
+
+
+def _encode_rows(
+    spec: DataSpec,
+    texts: list[str],
+    label_ids: list[int],
+    row_ids: list[int],
+    tokenizer: Tokenizer,
+    cap: int,
+) -> Split:
+    """`_encode` of ``row_ids`` with ``spec``'s long-text policy (evaluation's path)."""
+    encoded = _tokenize(texts, sorted(set(row_ids)), tokenizer)
+    return _encode(
+        texts, label_ids, row_ids, encoded, (get_long_text_policy(spec.long_texts), cap)
+    )[0]
 
 
 def _report(
@@ -301,9 +387,16 @@ def _report(
         labels=list(labels.names),
         class_counts=counts(label_ids),
         balance=spec.balance,
-        balance_scope="train" if "part" in cleaned.frame.columns else spec.balance_scope,
+        balance_scope=(
+            "train"
+            if "part" in cleaned.frame.columns or spec.split == OFFICIAL_SPLIT
+            else spec.balance_scope
+        ),
         balanced_counts=counts(balanced.frame["label"].tolist()),
         predefined_splits="part" in cleaned.frame.columns,
+        split=_split_text(spec, "part" in cleaned.frame.columns),
+        html_changed=cleaned.html_changed if spec.strip_html else None,
+        long_texts=spec.long_texts,
         split_sizes={name: len(split) for name, (split, _) in splits.items()},
         split_class_counts={name: counts(split.labels) for name, (split, _) in splits.items()},
         max_tokens=cap,
@@ -316,3 +409,12 @@ def _report(
     )
     report.record_cuts(cap, {name: s.token_counts for name, (s, _) in splits.items()})
     return report
+
+
+def _split_text(spec: DataSpec, predefined: bool) -> str:
+    """How the splits were made, for the report."""
+    if predefined:
+        return "predefined by the dataset"
+    if spec.split == OFFICIAL_SPLIT:
+        return f"official train/test, validation {OFFICIAL_VALIDATION:.0%} of train (seeded)"
+    return "fractions " + "/".join(f"{f:g}" for f in spec.split) + f" (seed {spec.seed})"

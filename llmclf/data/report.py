@@ -37,6 +37,10 @@ class DataReport:
     batch_width: int | None = None  # every batch's width under a fixed-width policy
     cut_warning: str | None = None  # set when the cut takes most training texts
     max_length: int | None = None  # the max_length asked for (max_tokens never exceeds the context)
+    split: str = ""  # how the splits were made (fractions, official, predefined)
+    html_changed: int | None = None  # texts whose <br /> tags --strip-html replaced (or None)
+    long_texts: str = "head"  # which tokens of a text over the cap are kept
+    tokenize_seconds: float | None = None  # time to tokenise every text used
 
     def record_cuts(
         self,
@@ -100,14 +104,19 @@ class DataReport:
         summary.add_row("rows kept", f"{self.rows_kept:,}")
         scope = "predefined splits" if self.predefined_splits else f"scope {self.balance_scope}"
         summary.add_row("balance", f"{escape(self.balance)} ({scope})")
+        if self.html_changed is not None:
+            summary.add_row("<br /> replaced", f"in {self.html_changed:,} texts")
         sizes = " / ".join(f"{escape(k)} {v:,}" for k, v in self.split_sizes.items())
-        summary.add_row("split", sizes)
+        summary.add_row("split", sizes + (f" ({escape(self.split)})" if self.split else ""))
         used = f"{self.max_tokens:,}" + (f" ({escape(self.padding)})" if self.padding else "")
         if self.batch_width is not None:
             used += f", every batch {self.batch_width:,} wide"
         if self.max_length is not None and self.max_length > self.max_tokens:
             used += f" (--max-length {self.max_length:,} asked)"
+        used += f"; long texts: {escape(self.long_texts)}"
         summary.add_row("tokens used per text", f"at most {used}")
+        if self.tokenize_seconds is not None:
+            summary.add_row("tokenised in", f"{self.tokenize_seconds:.2f} s")
         for split, count in self.truncated.items():
             dropped = self.tokens_dropped.get(split, 0)
             summary.add_row(f"cut: {split}", f"{count:,} texts, {dropped:,} tokens")

@@ -1,10 +1,11 @@
-"""Where data comes from: registered datasets (``sms`` built in) and data files.
+"""Where data comes from: registered datasets (``sms`` here, ``imdb``) and data files.
 
 A dataset is a zero-argument function registered with ``@llmclf.datasets.register(name)`` that
-returns a DataFrame with a text and a label column, or a mapping of predefined ``train`` /
-``validation`` / ``test`` frames. A path to a .csv, .tsv, .jsonl, .json or .parquet file needs
-no registration. This module imports neither torch nor pandas at the top, so listing the
-registry stays fast.
+returns a DataFrame with a text and a label column (and optionally a ``split`` column of
+``train`` / ``test``, its official partition, used with ``--split official``), or a mapping of
+predefined ``train`` / ``validation`` / ``test`` frames. A path to a .csv, .tsv, .jsonl, .json
+or .parquet file needs no registration. This module imports neither torch nor pandas at the
+top, so listing the registry stays fast.
 """
 
 from __future__ import annotations
@@ -114,24 +115,40 @@ def find_dataset(dataset: str) -> Callable[[], object] | None:
 
 
 def load_source(
-    dataset: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8"
+    dataset: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str = "utf-8",
+    *,
+    reporter: object = None,
 ) -> pd.DataFrame:
     """The raw rows of ``dataset`` (a registered name or a file path) as a frame.
 
     The frame has columns ``text`` and ``label`` as the source gave them; a dataset with
     predefined splits adds a ``part`` column (``train``, ``validation``, ``test``), rows in
-    that order.
+    that order; one with an official partition adds a ``split`` column (``train``, ``test``).
+    A dataset function that takes a ``reporter`` keyword gets ``reporter`` (for progress
+    events, see `llmclf.training.reporting.Phase`).
     """
     from .readers import read_table
 
     function = find_dataset(dataset)
     if function is None:
         return read_table(dataset, text_column, label_column, encoding)
-    result = function()
+    result = function(reporter=reporter) if _takes_reporter(function) else function()
     where = f"dataset {dataset!r}"
     if isinstance(result, Mapping):
         return _predefined(where, result, text_column, label_column)
     return _columns(where, result, text_column, label_column)
+
+
+def _takes_reporter(function: Callable[..., object]) -> bool:
+    import inspect
+
+    try:
+        return "reporter" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin or a C callable
+        return False
 
 
 def _columns(where: str, frame: object, text_column: str, label_column: str) -> pd.DataFrame:
@@ -150,6 +167,8 @@ def _columns(where: str, frame: object, text_column: str, label_column: str) -> 
         what = " and ".join(f"{name!r} (set {flags[name]})" for name in missing)
         raise DataError(f"{where} has no column {what}; columns found: {', '.join(found)}")
     out = frame[[text_column, label_column]].set_axis(["text", "label"], axis=1)
+    if "split" in frame.columns and "split" not in (text_column, label_column):
+        out = out.assign(split=frame["split"].to_numpy())  # an official partition
     return out.reset_index(drop=True)
 
 

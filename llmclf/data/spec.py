@@ -46,10 +46,18 @@ class DataSpec:
         "Balance the whole set before splitting (all, the book's) or the training split only.",
         choices=BALANCE_SCOPES,
     )
-    split: tuple[float, float, float] = option(
-        (0.7, 0.1, 0.2), "Train/validation/test fractions.", metavar="TRAIN,VAL,TEST"
+    split: tuple[float, float, float] | str = option(
+        (0.7, 0.1, 0.2),
+        "Train/validation/test fractions, or official: the dataset's own train/test partition "
+        "(its split column) with a seeded, stratified 10% of train for validation.",
+        metavar="TRAIN,VAL,TEST|official",
     )
     dedupe: bool = option(False, "Drop duplicate texts before splitting.")
+    strip_html: bool = option(
+        False,
+        "Replace HTML line breaks (<br />, as in IMDb reviews) with a newline, in training and "
+        "at prediction.",
+    )
     padding: str = option(
         "pad-batch",
         "Padding policy: pad-batch (per batch), pad-dataset (to the longest training text, "
@@ -62,6 +70,12 @@ class DataSpec:
         "Cap on tokens per text (never above the context length).",
         default_text="the context length",
     )
+    long_texts: str = option(
+        "head",
+        "Which tokens of a text longer than the cap are kept: head, tail, head+tail[:K] (first "
+        "K, default a quarter of the cap, and the last ones), or a plugin's.",
+        metavar="POLICY",
+    )
     bucket: bool = option(False, "Length-bucketed training batches (pad-batch only).")
     seed: int = option(123, "Random seed of the split, the shuffling and the head.")
 
@@ -70,7 +84,7 @@ class DataSpec:
             object.__setattr__(self, "dataset", os.fspath(self.dataset))
         check_fields(self)
         object.__setattr__(self, "split", check_split(self.split))
-        for name in ("dataset", "text_column", "label_column", "balance", "padding"):
+        for name in ("dataset", "text_column", "label_column", "balance", "padding", "long_texts"):
             if not getattr(self, name).strip():
                 raise ConfigError(f"{name}: must be a non-empty string")
         if self.text_column == self.label_column:

@@ -61,6 +61,21 @@ def check_hf(classifier: Classifier) -> None:
             f"the run's padding policy {policy.name!r} cuts texts its own way, which a "
             "transformers tokenizer cannot be told to do; use --format onnx"
         )
+    long_texts = policy.long_text.spec()
+    if long_texts not in TRUNCATION_SIDES:
+        raise ExportError(
+            f"the run keeps the tokens of a long text by --long-texts {long_texts}, which a "
+            "transformers tokenizer cannot do (it cuts one side only: head or tail); use "
+            "--format onnx"
+        )
+    if (classifier.manifest.get("config") or {}).get("strip_html"):
+        raise ExportError(
+            "the run was trained with --strip-html, which a transformers tokenizer does not do; "
+            "use --format onnx"
+        )
+
+
+TRUNCATION_SIDES = {"head": "right", "tail": "left"}  # long-text policy -> what HF cuts
 
 
 def write_hf(classifier: Classifier, directory: Path) -> dict[str, Any]:
@@ -154,7 +169,7 @@ def write_tokenizer(classifier: Classifier, directory: Path) -> None:
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": classifier.max_tokens,  # truncation=True cuts where llmclf does
             "padding_side": "right",
-            "truncation_side": "right",
+            "truncation_side": TRUNCATION_SIDES[classifier.policy.long_text.spec()],
             "split_special_tokens": True,  # "<|endoftext|>" in a text is plain text
             "add_prefix_space": False,
             "clean_up_tokenization_spaces": False,

@@ -36,6 +36,7 @@ from ..options import (
     check_device,
     check_fields,
     check_precision,
+    default_of,
     option,
 )
 
@@ -170,6 +171,10 @@ class RuntimeSpec:
         check_choice("save", self.save, SAVE_POLICIES)
 
 
+# Fields newer than the flat schema older llmclf versions read: saved only when they differ from
+# their default, so a run that does not use them still loads in an older llmclf.
+SAVED_WHEN_SET = ("strip_html", "long_texts")
+
 SECTIONS: dict[str, type] = {
     "data": DataSpec,
     "model": ModelChoice,
@@ -228,9 +233,14 @@ class TrainConfig:
 
     # ----- JSON / TOML ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every field, flat, as JSON values (the ``config`` object of ``llmclf.json``)."""
-        data = {f.name: getattr(self, f.name) for f in config_fields()}
-        data["split"] = list(self.split)
+        """Every field, flat, as JSON values (the ``config`` object of ``llmclf.json``); the
+        fields of `SAVED_WHEN_SET` only when they are not at their default."""
+        data = {
+            f.name: getattr(self, f.name)
+            for f in config_fields()
+            if f.name not in SAVED_WHEN_SET or getattr(self, f.name) != default_of(f)
+        }
+        data["split"] = self.split if isinstance(self.split, str) else list(self.split)
         return data
 
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..data.long_texts import get_long_text_policy
 from ..data.padding import check_combination
 from ..data.pipeline import PreparedData, Split, prepare_data
 from ..data.sources import find_dataset
@@ -55,6 +56,7 @@ def check_names(config: TrainConfig) -> None:
     check_combination(config.padding, config.pooling, config.max_length)
     balancers.get(config.balance)
     backbones.get(config.backbone)
+    get_long_text_policy(config.long_texts)
     find_dataset(config.dataset)
 
 
@@ -205,8 +207,9 @@ class Trainer:
         resumed run's data must be the data it was trained on."""
         cfg = self.config
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
+        policy.set_long_texts(cfg.long_texts)
         with Phase(self.reporter, "data"):
-            data = prepare_data(cfg.data, tokenizer, context_length)
+            data = prepare_data(cfg.data, tokenizer, context_length, reporter=self.reporter)
         if self._resume_dir is not None:
             saved = run_dir.read_manifest()["data"]["fingerprint"]
             if saved != data.fingerprint:
