@@ -9,7 +9,9 @@ from .registry import Registry
 datasets: Registry[Any] = Registry("dataset", "llmclf.datasets", ("llmclf.data.sources",))
 balancers: Registry[Any] = Registry("balancer", "llmclf.balancers", ("llmclf.data.balance",))
 padding: Registry[Any] = Registry("padding policy", "llmclf.padding", ("llmclf.data.padding",))
-backbones: Registry[Any] = Registry("backbone", "llmclf.backbones", ("llmclf.models.backbones",))
+backbones: Registry[Any] = Registry(
+    "backbone", "llmclf.backbones", ("llmclf.models.backbones", "llmclf.models.hf_backbones")
+)
 
 ALL: dict[str, Registry[Any]] = {
     "datasets": datasets,
