@@ -7,7 +7,8 @@ An `Asset` is one file of the cache, declared by whoever needs it (a dataset, a 
 tokenizer): its place under ``$LLMCLF_HOME``, its upstream URL and its pinned hash. `fetch`
 gets it from the right place: a Hugging Face URL from ``LLMCLF_HF_ENDPOINT`` / ``HF_ENDPOINT``
 when set, any asset from ``LLMCLF_MIRROR`` (a copy of a populated ``$LLMCLF_HOME`` on a web
-server) when set, otherwise from upstream.
+server) when set, otherwise from upstream. Requests to the Hugging Face hub (or its endpoint)
+send ``$HF_TOKEN`` as a bearer token when it is set (gated models need it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -44,6 +46,8 @@ class Asset:
         member: when the upstream URL is a zip archive, the name of the file inside it that
             becomes ``relpath`` (a mirror serves that file itself).
         what: how messages name it; defaults to ``relpath``.
+        refused: what to do when the server refuses access (HTTP 401/403), e.g. for a gated
+            model "accept the licence on <page> and set HF_TOKEN".
     """
 
     relpath: str
@@ -52,6 +56,7 @@ class Asset:
     size: int | None = None
     member: str | None = None
     what: str = ""
+    refused: str = ""
 
     @property
     def title(self) -> str:
@@ -85,7 +90,12 @@ def fetch(asset: Asset, home: Path | None = None, *, alternative: str = "") -> P
     with _removing_new_folders(dest.parent):
         if asset.member is None or url != asset.url or dest.is_file():
             return download(
-                url, dest, what=asset.title, sha256=asset.sha256, alternative=alternative
+                url,
+                dest,
+                what=asset.title,
+                sha256=asset.sha256,
+                alternative=alternative,
+                refused=asset.refused,
             )
         return _fetch_member(asset, dest, alternative)
 
@@ -228,13 +238,21 @@ def missing_asset_error(
 
 
 def download(
-    url: str, dest: Path, *, what: str, sha256: str | None = None, alternative: str = ""
+    url: str,
+    dest: Path,
+    *,
+    what: str,
+    sha256: str | None = None,
+    alternative: str = "",
+    refused: str = "",
 ) -> Path:
     """Download ``url`` to ``dest`` (atomically, with a progress bar) unless already there.
 
     An existing ``dest`` is trusted when its hash matches (or no hash is pinned). Raises
     `AssetError` offline, on a network failure, or on a hash mismatch; ``alternative`` ends the
-    message when the caller offers another way (e.g. "or pass --weights PATH").
+    message when the caller offers another way (e.g. "or pass --weights PATH"). When the server
+    refuses access (HTTP 401/403) the message says ``refused`` (how to get access), or to set
+    ``HF_TOKEN``.
     """
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
@@ -256,6 +274,16 @@ def download(
                 )
     except AssetError:
         raise
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):
+            raise missing_asset_error(
+                what, url, dest, f"download failed: {exc}", alternative
+            ) from exc
+        fix = refused or "set HF_TOKEN to a token that may read it"
+        state = "with the HF_TOKEN sent" if _hf_token() else "HF_TOKEN is not set"
+        raise AssetError(
+            f"cannot get {what}: {url} refused access (HTTP {exc.code}, {state}); {fix}"
+        ) from exc
     except (OSError, ValueError) as exc:  # URLError is an OSError
         raise missing_asset_error(what, url, dest, f"download failed: {exc}", alternative) from exc
     return dest
@@ -271,7 +299,11 @@ def _fetch(url: str, dest: Path, what: str) -> None:
         TransferSpeedColumn,
     )
 
-    request = urllib.request.Request(url, headers={"User-Agent": "llmclf"})
+    headers = {"User-Agent": "llmclf"}
+    token = _hf_token()
+    if token and _is_hub(url):
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -280,3 +312,15 @@ def _fetch(url: str, dest: Path, what: str) -> None:
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
                 progress.advance(task, len(block))
+
+
+def _hf_token() -> str:
+    return os.environ.get("HF_TOKEN", "").strip()
+
+
+def _is_hub(url: str) -> bool:
+    """Whether ``url`` is on the Hugging Face hub or the endpoint that replaces it."""
+    endpoint = settings.hf_endpoint()
+    return urllib.parse.urlsplit(url).netloc == HF_HUB or bool(
+        endpoint and url.startswith(endpoint.rstrip("/") + "/")
+    )

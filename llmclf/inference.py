@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from . import onnx_engine
+from .data.hf_tokenizer import tokenizer_from_dir
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import AssetError, CheckpointError, ConfigError, UnfinishedRunWarning, UsageError
@@ -336,7 +337,7 @@ def _load_inputs(
 ) -> tuple[Tokenizer, Any]:
     """The run's tokenizer (from its own files) and its padding policy."""
     try:
-        tokenizer = Tokenizer.from_dir(run.path)
+        tokenizer = tokenizer_from_dir(run.path)
     except AssetError as exc:
         raise CheckpointError(
             f"{run.path}: tokenizer files are missing or corrupt ({exc})"

@@ -11,7 +11,9 @@ datasets: Registry[Any] = Registry(
 )
 balancers: Registry[Any] = Registry("balancer", "llmclf.balancers", ("llmclf.data.balance",))
 padding: Registry[Any] = Registry("padding policy", "llmclf.padding", ("llmclf.data.padding",))
-backbones: Registry[Any] = Registry("backbone", "llmclf.backbones", ("llmclf.models.backbones",))
+backbones: Registry[Any] = Registry(
+    "backbone", "llmclf.backbones", ("llmclf.models.backbones", "llmclf.models.hf_backbones")
+)
 long_texts: Registry[Any] = Registry(
     "long-text policy", "llmclf.long_texts", ("llmclf.data.long_texts",)
 )

@@ -117,6 +117,26 @@ def test_batch_size_must_divide_by_the_ranks(tmp_path: Path) -> None:
     assert result.stderr.count("must divide by the 2 processes") == 1, result.stderr
 
 
+def test_two_ranks_match_one_process_with_llama(tmp_path: Path) -> None:
+    """DDP runs a Llama-family backbone as it runs GPT-2 (llama-tiny, the last block trains)."""
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
+    common = ["--epochs", "1", "--batch-size", "8", "--trainable", "last-block"]
+    args = [*tiny_fit_args(data, tmp_path / "ddp", *common), "--backbone", "llama-tiny"]
+    ddp = _torchrun([*args, "--device", "cpu"])
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single_args = [*tiny_fit_args(data, tmp_path / "single", *common), "--backbone", "llama-tiny"]
+    single = CliRunner().invoke(main, single_args)
+    assert single.exit_code == 0, single.output
+    got = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "ddp" / "llmclf.json").read_text())["model"]["architecture"] == (
+        "llama"
+    )
+    for split in ("train", "validation", "test"):
+        assert got[split]["accuracy"] == want[split]["accuracy"]
+        assert got[split]["loss"] == pytest.approx(want[split]["loss"], abs=1e-4)
+
+
 def test_one_failing_rank_fails_the_job_quickly(tmp_path: Path) -> None:
     site = tmp_path / "site"
     dist_info = site / "failing_padding-1.0.dist-info"

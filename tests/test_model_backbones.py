@@ -14,6 +14,7 @@ from llmclf import assets
 from llmclf.errors import AssetError, UnknownNameError, UsageError
 from llmclf.models.backbones import HF_URL, GPT2Builder
 from llmclf.models.gpt2 import GPT2, GPT2Config
+from llmclf.models.spec import backbone_entry
 from llmclf.models.weights import hf_state_dict, resolve_pretrained
 
 
@@ -59,7 +60,7 @@ def test_every_registered_backbone_builds_and_runs(name: str) -> None:
         with torch.no_grad():
             hidden = model(ids)
         assert torch.isfinite(hidden).all()
-    assert isinstance(model, GPT2)
+    assert isinstance(model, backbone_entry(name).architecture.model_class)
     assert hidden.shape == (2, 4, model.config.n_embd)
 
 

@@ -116,4 +116,4 @@ def test_a_gpt2_builder_a_user_registers_is_not_listed_as_builtin(
     rows = CliRunner().invoke(main, ["list", "backbones"]).stdout.splitlines()
     mini_row = next(row for row in rows if "gpt2-mini" in row)
     assert mini_row.rstrip().endswith("python")
-    assert sum(row.rstrip().endswith("builtin") for row in rows) == 5  # the built-in sizes
+    assert sum(row.rstrip().endswith("builtin") for row in rows) == 12  # the built-in sizes

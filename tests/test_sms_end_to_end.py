@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from llmclf.cli import main
@@ -56,3 +57,50 @@ def test_fit_evaluate_predict_on_real_sms(tmp_path: Path) -> None:
     )
     assert predict.exit_code == 0, predict.output
     assert [row["label"] for row in json.loads(predict.stdout)] == ["spam", "ham"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["llama-tiny", "qwen3-tiny"])
+def test_modern_backbones_fit_predict_and_serve_real_sms(tmp_path: Path, backbone: str) -> None:
+    """Llama and Qwen3 from random init learn SMS spam as gpt2-tiny does (two epochs suffice)."""
+    from fastapi.testclient import TestClient
+
+    from llmclf.serve import create_app
+
+    run = tmp_path / backbone
+    fit = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--dataset",
+            "sms",
+            "--backbone",
+            backbone,
+            "--weights",
+            "random",
+            "--trainable",
+            "all",
+            "--lr",
+            "5e-4",
+            "--epochs",
+            "2",
+            "--output",
+            str(run),
+            "--quiet",
+        ],
+    )
+    assert fit.exit_code == 0, fit.output
+    manifest = json.loads((run / "llmclf.json").read_text())
+    assert manifest["model"]["architecture"] == backbone.removesuffix("-tiny")
+    assert manifest["tokenizer"]["name"] == "gpt2"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.92, metrics["test"]
+
+    texts = ["WINNER!! Claim your free prize now, call 09061701461", "See you at 6?"]
+    predict = CliRunner().invoke(main, ["predict", str(run), *texts, "--format", "json"])
+    assert predict.exit_code == 0, predict.output
+    assert [row["label"] for row in json.loads(predict.stdout)] == ["spam", "ham"]
+    with TestClient(create_app(run, device="cpu")) as client:
+        response = client.post("/predict", json={"texts": texts})
+    assert response.status_code == 200, response.text
+    assert [row["label"] for row in response.json()["predictions"]] == ["spam", "ham"]

@@ -18,6 +18,8 @@ from ..errors import AssetError, UsageError
 if TYPE_CHECKING:
     import tiktoken
 
+    from .hf_tokenizer import HFTokenizer
+
 BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 FILES: dict[str, str] = {  # file name -> sha256 (the hashes tiktoken checks)
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
@@ -97,16 +99,24 @@ class Tokenizer:
         return f"Tokenizer({self.name!r}, directory={str(self.directory)!r})"
 
 
-def get_tokenizer(name: str = "gpt2") -> Tokenizer:
-    """The tokenizer ``name`` (a backbone registry entry's ``tokenizer``): GPT-2's BPE from
-    ``$LLMCLF_HOME/gpt2/``, downloading its files if needed.
+def get_tokenizer(name: str = "gpt2", directory: Path | None = None) -> Tokenizer | HFTokenizer:
+    """The tokenizer ``name`` (a backbone registry entry's ``tokenizer``): ``"gpt2"``, GPT-2's
+    BPE from ``$LLMCLF_HOME/gpt2/``, downloading its files if needed; ``"tokenizer.json"``, the
+    model's own from ``directory`` (`llmclf.data.hf_tokenizer.HFTokenizer`).
 
     Present files are hash-checked. With ``LLMCLF_OFFLINE=1`` a missing file is an
-    `AssetError` naming its URL and where to put it. One instance per directory. A name other
-    than ``"gpt2"`` is a `UsageError`: no other tokenizer is built in yet.
+    `AssetError` naming its URL and where to put it. One instance per directory. Another name
+    is a `UsageError`.
     """
+    from .hf_tokenizer import FILE_NAME, HFTokenizer
+
+    if name == FILE_NAME and directory is not None:
+        return HFTokenizer.from_dir(Path(directory))
     if name != Tokenizer.name:
-        raise UsageError(f"unknown tokenizer {name!r}; llmclf builds only {Tokenizer.name!r}")
+        raise UsageError(
+            f"unknown tokenizer {name!r}; llmclf builds {Tokenizer.name!r} and "
+            f"{FILE_NAME!r} (with the directory holding it)"
+        )
     directory = settings.gpt2_bpe_dir()
     key = directory.expanduser().resolve()
     with _lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +157,19 @@ class GPT2(nn.Module):
     ``GPT2(config)`` initialises its weights as GPT-2 does from the global RNG; the registered
     builders (`.backbones`) instead use a local, seeded generator.
     """
+
+    # Parameter names the trainable policies and LoRA read (`llmclf.models.trainable`); every
+    # backbone class declares its own.
+    block_prefix: ClassVar[str] = "h."  # block i's parameters start with "h.{i}."
+    final_norm: ClassVar[str] = "ln_f."  # the norm after the last block
+    embeddings: ClassVar[tuple[str, ...]] = ("wte.", "wpe.")  # token and position embeddings
+    # LoRA's targets: the attention and MLP projections of every block
+    lora_targets: ClassVar[tuple[str, ...]] = (
+        "attn.c_attn",
+        "attn.c_proj",
+        "mlp.c_fc",
+        "mlp.c_proj",
+    )
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__()

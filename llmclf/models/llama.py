@@ -440,6 +440,10 @@ class Llama(nn.Module):
     """
 
     config_class: ClassVar[type[LlamaConfig]] = LlamaConfig
+    # Parameter names the trainable policies read (`llmclf.models.trainable`), as GPT-2 declares.
+    block_prefix: ClassVar[str] = "layers."  # block i's parameters start with "layers.{i}."
+    final_norm: ClassVar[str] = "norm."  # the RMSNorm after the last block
+    embeddings: ClassVar[tuple[str, ...]] = ("embed_tokens.",)
     # The attention and MLP projections of every block: LoRA's targets for this family.
     lora_targets: ClassVar[tuple[str, ...]] = (
         "self_attn.q_proj",

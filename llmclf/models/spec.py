@@ -19,16 +19,19 @@ An architecture is a module class and its config dataclass, registered by name i
    Trainer rely on: ``Llama(config)``; ``config.n_embd`` and ``config.context_length``;
    ``embed(ids) -> (B, T, C)``; ``run_blocks(x, start, end)``; ``h`` (a ``ModuleList`` of blocks,
    each with ``forward_at(x, pos) -> (B, C)``); ``ln_f`` (the final norm); ``init_weights``.
-   The config is a dataclass of JSON values (it is saved as ``asdict(config)``). The trainable
-   policies find blocks by these parameter names (``h.{i}.``, ``ln_f.``; embeddings under
-   ``wte.``/``wpe.``), and LoRA wraps the ``nn.Linear`` layers whose names end with one of
-   `llmclf.models.lora.LORA_TARGETS`, so name the projections alike or extend those.
-2. Add one line to `ARCHITECTURES`: ``"llama": (Llama, LlamaConfig)``.
+   The config is a dataclass of JSON values (it is saved as ``asdict(config)``). The class
+   declares its parameter names (`llmclf.models.trainable.BackboneNames`): ``block_prefix``
+   (``"layers."``), ``final_norm`` (``"norm."``), ``embeddings`` (``("embed_tokens.",)``) and
+   ``lora_targets`` (the projections LoRA wraps); the trainable policies and LoRA ask the
+   class, so nothing else changes.
+2. Add one line to `ARCHITECTURES`: ``"mamba": (Mamba, MambaConfig)`` (Llama and Qwen3 are
+   there, from `llmclf.models.hf_checkpoint.FAMILIES`).
 3. Register its sizes in the backbone registry with an entry whose ``architecture`` attribute
    is ``"llama"`` and whose ``tokenizer`` attribute names its tokenizer (see `backbone_entry`;
    `llmclf.models.backbones.GPT2Builder` is the pattern: calling it builds the module, its
-   ``config`` attribute gives the size without building). A tokenizer other than ``"gpt2"``
-   is added to `llmclf.data.tokenizer.get_tokenizer` (and saved with the run).
+   ``config`` attribute gives the size without building; `llmclf.models.hf_backbones.HFBuilder`
+   is the same for Hugging Face checkpoints). The tokenizer is ``"gpt2"`` (tiktoken) or
+   ``"tokenizer.json"`` (the builder's ``tokenizer_dir()`` holds it; see `load_tokenizer`).
 
 Nothing in the Trainer or the loader changes. A registry entry without an ``architecture``
 attribute (a plugin's plain builder function) is GPT-2, as before.
@@ -47,11 +50,14 @@ from torch import nn
 from ..errors import ConfigError
 from .classifier import POOLINGS, SequenceClassifier
 from .gpt2 import GPT2, GPT2Config
-from .lora import LORA_TARGETS, add_lora
+from .hf_checkpoint import FAMILIES
+from .lora import add_lora
+from .trainable import BackboneNames
 
 # architecture name -> (module class, config dataclass)
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "gpt2": (GPT2, GPT2Config),
+    **{model_type: (model, config) for model_type, (config, model) in FAMILIES.items()},
 }
 DEFAULT_ARCHITECTURE = "gpt2"  # what a registry entry without an ``architecture`` is
 DEFAULT_TOKENIZER = "gpt2"  # what a registry entry without a ``tokenizer`` uses
@@ -188,7 +194,8 @@ def build_classifier(
     model = SequenceClassifier(backbone, spec.num_classes, pooling=spec.pooling)
     if spec.adapters is not None:
         generator = torch.Generator().manual_seed(seed)
-        add_lora(model.backbone, spec.adapters.r, spec.adapters.alpha, LORA_TARGETS, generator)
+        targets = BackboneNames.of(model.backbone).lora_targets
+        add_lora(model.backbone, spec.adapters.r, spec.adapters.alpha, targets, generator)
     return model
 
 
@@ -236,17 +243,36 @@ class BackboneEntry:
         """The most tokens one input may hold, when known without building."""
         return None if self.size is None else self.size.context_length
 
+    def tokenizer_dir(self) -> Any:
+        """Where the entry's ``tokenizer.json`` is (its builder's ``tokenizer_dir()``,
+        downloading it if needed); None for GPT-2's BPE, which lives in ``$LLMCLF_HOME/gpt2``."""
+        if self.tokenizer == DEFAULT_TOKENIZER:
+            return None
+        find = getattr(self.builder, "tokenizer_dir", None)
+        if find is None:
+            raise ConfigError(
+                f"backbone {self.name!r} uses tokenizer {self.tokenizer!r} but its builder has no "
+                "tokenizer_dir() saying where that tokenizer.json is; add one"
+            )
+        return find()
+
 
 def backbone_entry(name: str) -> BackboneEntry:
     """Resolve the backbone registered as ``name`` (an unknown name lists the known ones).
 
     An entry names its architecture (a key of `ARCHITECTURES`) and its tokenizer by the
     attributes ``architecture`` and ``tokenizer``; without them it is GPT-2 with GPT-2's BPE.
+    A name that is not registered but is a directory holding a ``config.json`` is a local
+    Hugging Face model (`llmclf.models.hf_backbones.local_builder`).
     An unknown architecture is a `ConfigError` that names the entry.
     """
     from ..registries import backbones
+    from .hf_backbones import is_model_directory, local_builder
 
-    builder = backbones.get(name)
+    if name not in backbones and is_model_directory(name):
+        builder = local_builder(name)
+    else:
+        builder = backbones.get(name)
     arch_name = getattr(builder, "architecture", DEFAULT_ARCHITECTURE)
     try:
         arch = architecture(arch_name)

@@ -12,6 +12,10 @@ clipping, the DDP check and the resume snapshot use (nothing re-scans ``requires
 - ``lora`` or ``lora:r=16,alpha=32``: LoRA adapters (default r=8, alpha=16) on every block's
   attention and MLP projections, + head. The whole base model, final LayerNorm included, stays
   frozen, so a LoRA run adds only adapters and a head to what it started from.
+
+The backbone class says which parameters are which (`BackboneNames`): GPT-2's blocks are
+``h.{i}.``, its final norm ``ln_f.``; Llama's are ``layers.{i}.`` and ``norm.``. Nothing here
+knows one family's names.
 """
 
 from __future__ import annotations
@@ -24,10 +28,36 @@ from torch import nn
 
 from ..errors import UsageError
 from .classifier import SequenceClassifier
-from .lora import LORA_TARGETS, add_lora
+from .lora import add_lora
 
 if TYPE_CHECKING:
     from .spec import Adapters
+
+
+@dataclass(frozen=True)
+class BackboneNames:
+    """How a backbone class names its parameters (its class attributes of the same names;
+    GPT-2's when a class declares none)."""
+
+    block_prefix: str = "h."  # block i's parameters start with block_prefix + f"{i}."
+    final_norm: str = "ln_f."  # the final norm's parameters start with this
+    embeddings: tuple[str, ...] = ("wte.", "wpe.")  # embedding parameters start with one of these
+    lora_targets: tuple[str, ...] = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+    @classmethod
+    def of(cls, backbone: nn.Module) -> BackboneNames:
+        """The names ``backbone``'s class declares."""
+        kind = type(backbone)
+        defaults = cls()
+        return cls(**{f: getattr(kind, f, getattr(defaults, f)) for f in cls.__dataclass_fields__})
+
+    def block_of(self, name: str) -> int | None:
+        """The block a classifier parameter belongs to ("backbone.h.3.mlp.c_fc.weight" -> 3)."""
+        prefix = "backbone." + self.block_prefix
+        if not name.startswith(prefix):
+            return None
+        return int(name[len(prefix) :].split(".", 1)[0])
+
 
 FORMS = "head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A"
 DEFAULT_POLICY = "last-block"
@@ -120,7 +150,8 @@ def apply_trainable(model: SequenceClassifier, policy: str, *, seed: int = 123) 
     _check_blocks(parsed, len(model.backbone.h))
     if parsed.adapters is not None:
         generator = torch.Generator().manual_seed(seed)
-        add_lora(model.backbone, parsed.r, parsed.alpha, LORA_TARGETS, generator)
+        targets = BackboneNames.of(model.backbone).lora_targets
+        add_lora(model.backbone, parsed.r, parsed.alpha, targets, generator)
     return freeze(model, parsed)
 
 
@@ -129,8 +160,9 @@ def freeze(model: SequenceClassifier, policy: TrainablePolicy) -> TrainableRepor
     trainable parameters by name. A LoRA policy needs the adapters in the model already."""
     n_layer = len(model.backbone.h)
     _check_blocks(policy, n_layer)
+    names = BackboneNames.of(model.backbone)
     for name, param in model.named_parameters():
-        param.requires_grad_(_trains(policy, name, n_layer))
+        param.requires_grad_(_trains(policy, name, n_layer, names))
     return trainable_report(model, policy.text or policy.kind)
 
 
@@ -142,15 +174,15 @@ def _check_blocks(policy: TrainablePolicy, n_layer: int) -> None:
         )
 
 
-def _trains(policy: TrainablePolicy, name: str, n_layer: int) -> bool:
+def _trains(policy: TrainablePolicy, name: str, n_layer: int, names: BackboneNames) -> bool:
     """Whether the parameter ``name`` of a SequenceClassifier trains under ``policy``."""
     if policy.kind == "all" or name.startswith("head."):
         return True
     if policy.kind == "lora":
         return ".lora_" in name
     if policy.kind == "last-blocks":
-        block = _block_of(name)
-        top = name.startswith("backbone.ln_f.")
+        block = names.block_of(name)
+        top = name.startswith("backbone." + names.final_norm)
         return top or (block is not None and block >= n_layer - policy.blocks)
     return False
 
@@ -166,17 +198,11 @@ def trainable_report(model: SequenceClassifier, policy: str) -> TrainableReport:
             params[name] = param
     names = list(params)
     n_layer = len(model.backbone.h)
-    if any(name.startswith(("backbone.wte.", "backbone.wpe.")) for name in names):
+    declared = BackboneNames.of(model.backbone)
+    embeddings = tuple("backbone." + prefix for prefix in declared.embeddings)
+    if any(name.startswith(embeddings) for name in names):
         first = 0
     else:
-        blocks = [b for b in map(_block_of, names) if b is not None]
+        blocks = [b for b in map(declared.block_of, names) if b is not None]
         first = min(blocks, default=n_layer)
     return TrainableReport(policy, trainable, total, tuple(names), first, params)
-
-
-def _block_of(name: str) -> int | None:
-    """The block a parameter belongs to ("backbone.h.3.mlp.c_fc.weight" -> 3), else None."""
-    prefix = "backbone.h."
-    if not name.startswith(prefix):
-        return None
-    return int(name[len(prefix) :].split(".", 1)[0])

@@ -62,7 +62,7 @@ class ModelChoice:
 
     backbone: str = option(
         "gpt2-small",
-        "Backbone: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny, or a plugin's.",
+        "Backbone: a registered name (llmclf list backbones) or a local Hugging Face model dir.",
         metavar="NAME",
     )
     weights: str = option(

@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from ..data.hf_tokenizer import CONFIG_NAME as HF_TOKENIZER_CONFIG
+from ..data.hf_tokenizer import FILE_NAME as HF_TOKENIZER_FILE
 from ..data.tokenizer import FILES as TOKENIZER_FILES
 from ..data.tokenizer import Tokenizer
 from ..errors import CheckpointError, UsageError
@@ -53,7 +55,9 @@ RUN_FILES = (
     ckpt.METRICS_FILE,
     ckpt.HISTORY_FILE,
     ckpt.CURVES_FILE,
-    *TOKENIZER_FILES,
+    *TOKENIZER_FILES,  # GPT-2's BPE files, or:
+    HF_TOKENIZER_FILE,  # a Hugging Face model's tokenizer.json
+    HF_TOKENIZER_CONFIG,  # and its pad token
     ckpt.MANIFEST_FILE,  # last: moving it in commits a run
 )
 RESUME_PATTERNS = (ckpt.RESUME_STATE, "trainable-*.safetensors", "optimizer-*.safetensors")

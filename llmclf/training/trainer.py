@@ -20,7 +20,7 @@ from ..models.classifier import SequenceClassifier
 from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
 from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
 from ..options import SPLITS
-from ..registries import backbones, balancers, padding
+from ..registries import balancers, padding
 from . import distributed, rundir
 from .config import TrainConfig
 from .device import autocast, resolve_device, resolve_precision
@@ -55,7 +55,7 @@ def check_names(config: TrainConfig) -> None:
     padding and pooling that would make predictions depend on their batch."""
     check_combination(config.padding, config.pooling, config.max_length)
     balancers.get(config.balance)
-    backbones.get(config.backbone)
+    backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
     get_long_text_policy(config.long_texts)
     find_dataset(config.dataset)
 
@@ -171,7 +171,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         entry = backbone_entry(cfg.backbone)
         trainable_policy = parse_trainable(cfg.trainable)
-        tokenizer = get_tokenizer(entry.tokenizer)
+        tokenizer = get_tokenizer(entry.tokenizer, entry.tokenizer_dir())
         # a plain builder function (a plugin) says its size only once built
         backbone = None if entry.size is not None else self._build_backbone(entry)
         context_length = entry.context_length or backbone.config.context_length
