@@ -69,7 +69,9 @@ def test_a_gated_model_refused_says_how_to_get_access(
     assert "refused access (HTTP 401, HF_TOKEN is not set)" in message
     assert "accept the licence on https://huggingface.co/meta-llama/Llama-3.2-1B" in message
     assert "set HF_TOKEN" in message
-    assert seen == [("/meta-llama/Llama-3.2-1B/resolve/main/model.safetensors", None)]
+    repo = "/meta-llama/Llama-3.2-1B/resolve/main/"
+    files = ("model.safetensors", "config.json", "tokenizer.json")  # each tried, all reported
+    assert sorted(seen) == sorted((repo + name, None) for name in files)
     assert not (hub_env / "backbones" / "llama-3.2-1b").exists()  # nothing half-written
 
 
