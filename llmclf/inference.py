@@ -312,7 +312,8 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> ModelSpec:
     if not all(isinstance(name, str) for name in labels) or len(set(labels)) != len(labels):
         fail(f"labels must be distinct strings, got {labels!r}")
     if len(labels) != spec.num_classes:
-        fail(f"has {len(labels)} labels {labels} but model.num_classes is {spec.num_classes}")
+        count = _count(len(labels), "label")
+        fail(f"has {count} {labels} but model.num_classes is {spec.num_classes}")
     if not isinstance(manifest["trainable"].get("policy"), str):
         fail("trainable.policy must be a string such as last-block")
     return spec
@@ -401,3 +402,7 @@ def quantize_linear_layers(
     with warnings.catch_warnings():  # torch marks the eager API deprecated in favour of torchao
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

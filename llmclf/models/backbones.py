@@ -140,7 +140,7 @@ def build_gpt2(
     import torch
 
     from .gpt2 import GPT2
-    from .weights import load_hf_weights, resolve_pretrained
+    from .weights import load_hf_weights, local_weights_path, resolve_pretrained
 
     config = dataclasses.replace(config, dropout=dropout)
     with torch.device("meta"):
@@ -158,12 +158,7 @@ def build_gpt2(
             )
         path = resolve_pretrained(name, url, sha256=sha256)
     else:
-        path = Path(weights).expanduser()
-        if not path.exists():
-            raise UsageError(
-                f"weights {str(weights)!r}: no such file or directory; pass 'random', "
-                "'pretrained' or the path of a model.safetensors file (or of its directory)"
-            )
+        path = local_weights_path(weights, "a model.safetensors file (or of its directory)")
     load_hf_weights(model, path)
     return model
 

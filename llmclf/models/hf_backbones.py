@@ -141,6 +141,7 @@ def build_hf(
     import torch
 
     from .hf_checkpoint import load_hf_checkpoint, model_class
+    from .weights import local_weights_path
 
     config = dataclasses.replace(builder.config, dropout=dropout)
     with torch.device("meta"):
@@ -153,12 +154,7 @@ def build_hf(
     if isinstance(weights, str) and weights == "pretrained":
         path = builder.weights_path()
     else:
-        path = Path(weights).expanduser()
-        if not path.exists():
-            raise UsageError(
-                f"weights {str(weights)!r}: no such file or directory; pass 'random', "
-                "'pretrained' or the path of a checkpoint (.safetensors, its index or directory)"
-            )
+        path = local_weights_path(weights, "a checkpoint (.safetensors, its index or directory)")
     load_hf_checkpoint(model, path)
     return model
 

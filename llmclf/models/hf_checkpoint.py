@@ -21,7 +21,7 @@ import torch
 from ..errors import ConfigError, WeightsError
 from .llama import Llama, LlamaConfig
 from .qwen3 import Qwen3, Qwen3Config
-from .weights import read_weights
+from .weights import mismatch_problems, read_weights
 
 FAMILIES: dict[str, tuple[type[LlamaConfig], type[Llama]]] = {  # model_type -> config, model
     "llama": (LlamaConfig, Llama),
@@ -29,7 +29,6 @@ FAMILIES: dict[str, tuple[type[LlamaConfig], type[Llama]]] = {  # model_type -> 
 }
 SKIPPED_PREFIXES = ("lm_head.", "score.")  # heads: llmclf puts its own on top
 SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
-LISTED = 20  # at most this many names of each kind of mismatch in an error message
 
 
 def config_from_hf(source: Mapping[str, Any] | str | Path) -> LlamaConfig:
@@ -94,22 +93,9 @@ def _mismatch(
     model: Llama, where: str, missing: list[str], unexpected: list[str], wrong_shape: list[str]
 ) -> WeightsError:
     c = model.config
-    problems = "; ".join(
-        f"{len(items)} {kind}: {_listing(items)}"
-        for kind, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("with the wrong shape", wrong_shape),
-        )
-        if items
-    )
+    problems = mismatch_problems(missing, unexpected, wrong_shape)
     return WeightsError(
         f"the weights{where} do not fit this {c.model_type} model (num_hidden_layers="
         f"{c.num_hidden_layers}, hidden_size={c.hidden_size}, vocab_size={c.vocab_size}): "
         f"{problems}; use a checkpoint whose config.json matches the backbone"
     )
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:LISTED])
-    return shown + (f", ... (+{len(items) - LISTED} more)" if len(items) > LISTED else "")

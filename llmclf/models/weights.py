@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from .. import assets
-from ..errors import WeightsError
+from ..errors import UsageError, WeightsError
 from .gpt2 import GPT2
 
 WEIGHTS_NAME = "model.safetensors"
@@ -126,15 +126,7 @@ def load_hf_weights(model: GPT2, source: Path | str | Mapping[str, torch.Tensor]
     missing = [name for name in expected if name not in found]
     if missing or unexpected or wrong_shape:
         c = model.config
-        problems = "; ".join(
-            f"{len(items)} {kind}: {_listing(items)}"
-            for kind, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("with the wrong shape", wrong_shape),
-            )
-            if items
-        )
+        problems = mismatch_problems(missing, unexpected, wrong_shape)
         raise WeightsError(
             f"the weights{where} do not fit this GPT-2 (n_layer={c.n_layer}, n_embd={c.n_embd}, "
             f"vocab_size={c.vocab_size}, context_length={c.context_length}): {problems}; "
@@ -153,6 +145,30 @@ def hf_state_dict(model: GPT2, prefix: str = "") -> dict[str, torch.Tensor]:
         prefix + name: (t.t() if name.endswith(CONV1D_WEIGHTS) else t).detach().contiguous()
         for name, t in model.state_dict().items()
     }
+
+
+def local_weights_path(weights: str | Path, takes: str) -> Path:
+    """``weights`` as an existing path, or a one-line `UsageError` ending in what it ``takes``."""
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise UsageError(
+            f"weights {str(weights)!r}: no such file or directory; pass 'random', "
+            f"'pretrained' or the path of {takes}"
+        )
+    return path
+
+
+def mismatch_problems(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+    """``"2 missing: a, b; 1 unexpected: c"``: what a checkpoint lacks or has too much of."""
+    return "; ".join(
+        f"{len(items)} {kind}: {_listing(items)}"
+        for kind, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("with the wrong shape", wrong_shape),
+        )
+        if items
+    )
 
 
 def _listing(items: list[str]) -> str:
