@@ -93,9 +93,9 @@ def run_worker(key: str, params: dict[str, Any], *, inline: bool) -> dict[str, A
     """Run one measurement, in a fresh process unless ``inline``."""
     name = key.split()[0]
     if inline:
-        import workers
+        import measurements
 
-        return workers.WORKERS[name](params)
+        return measurements.WORKERS[name](params)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
     proc = subprocess.run(
         command, input=json.dumps(params), capture_output=True, text=True, check=False
@@ -136,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker:  # child process: params on stdin, one result line on stdout
+        import measurements
         import torch
-        import workers
 
         params = json.loads(sys.stdin.read())
         torch.set_num_threads(params["threads"])
         cpu, wall = _cpu_seconds(), time.perf_counter()
-        result = workers.WORKERS[args.worker](params)
+        result = measurements.WORKERS[args.worker](params)
         # CPU time over wall time and threads: well under 1 means other processes took the CPUs
         result["cpu_share"] = (
             (_cpu_seconds() - cpu) / (time.perf_counter() - wall) / params["threads"]

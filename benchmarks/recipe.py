@@ -3,7 +3,7 @@
 The batches are the ones llmclf builds: training and evaluation batches come from
 `llmclf.data.loaders.batches` with the run's padding policy (so bucketing, the policy's widths
 and any loader change are counted as they run), the cache build's from
-`llmclf.training.features.cache_batches` / `cache_input`.
+`llmclf.training.trunk_cache.cache_batches` / `cache_input`.
 
 A block's forward pass on a (B, T) batch of width C does ``24 C^2`` FLOPs a token in its four
 linear layers (qkv 3C^2, output C^2, MLP 8C^2, times 2 for multiply-add) and ``4 T C`` a token in
@@ -99,7 +99,7 @@ def loader_shapes(
 
 def cache_shapes(token_ids: Sequence[Sequence[int]], policy: PaddingPolicy) -> list[Shape]:
     """(B, T) of each batch the frozen-trunk cache build runs (fp32: widths not rounded)."""
-    from llmclf.training.features import cache_batches, cache_input
+    from llmclf.training.trunk_cache import cache_batches, cache_input
 
     shapes = []
     for chunk in cache_batches([len(ids) for ids in token_ids]):

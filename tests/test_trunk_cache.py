@@ -14,7 +14,7 @@ from llmclf import Trainer
 from llmclf.data.padding import PaddingPolicy
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
-from llmclf.training.features import (
+from llmclf.training.trunk_cache import (
     build_trunk_cache,
     cache_bytes,
     cache_decision,

@@ -29,17 +29,17 @@ from ..models.trainable import parse_trainable
 from ..options import SPLITS
 from .config import TrainConfig
 from .device import autocast, resolve_device, resolve_precision
-from .features import (
+from .loop import BatchForward
+from .reporting import Reporter
+from .rundir import RunDirectory
+from .trainer import Trainer, check_names, make_optimizer
+from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
     available_memory_bytes,
     build_trunk_cache,
     cache_bytes,
     cache_decision,
 )
-from .loop import BatchForward
-from .reporting import Reporter
-from .rundir import RunDirectory
-from .trainer import Trainer, check_names, make_optimizer
 
 CALIBRATION_BATCHES = 5  # timed, after one warm-up batch
 

@@ -31,9 +31,9 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .device import autocast
 from .distributed import DistContext
-from .features import TrunkCache
 from .reporting import Reporter
 from .rundir import RunDirectory
+from .trunk_cache import TrunkCache
 
 
 class BatchForward(nn.Module):

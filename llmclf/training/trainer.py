@@ -25,7 +25,10 @@ from . import distributed, rundir
 from .config import TrainConfig
 from .device import autocast, resolve_device, resolve_precision
 from .distributed import DistContext
-from .features import (
+from .loop import BatchForward, LoopData, LoopModel, LoopRuntime, TrainingLoop
+from .reporting import Phase, Reporter
+from .rundir import RunDirectory
+from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
     REDUCED_PRECISION_WIDTH_MULTIPLE,
     TrunkCache,
@@ -34,9 +37,6 @@ from .features import (
     cache_bytes,
     cache_decision,
 )
-from .loop import BatchForward, LoopData, LoopModel, LoopRuntime, TrainingLoop
-from .reporting import Phase, Reporter
-from .rundir import RunDirectory
 
 
 @dataclass
