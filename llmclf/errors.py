@@ -61,3 +61,8 @@ class LlmclfWarning(UserWarning):
 
 class UnfinishedRunWarning(LlmclfWarning):
     """A run directory whose training never finished is being used to predict or evaluate."""
+
+
+class BatchDependentRunWarning(LlmclfWarning):
+    """A run saved by an earlier llmclf whose padding and pooling depend on the batch: its
+    texts are predicted one at a time."""

@@ -15,7 +15,14 @@ from . import onnx_engine
 from .data.hf_tokenizer import tokenizer_from_dir
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
-from .errors import AssetError, CheckpointError, ConfigError, UnfinishedRunWarning, UsageError
+from .errors import (
+    AssetError,
+    BatchDependentRunWarning,
+    CheckpointError,
+    ConfigError,
+    UnfinishedRunWarning,
+    UsageError,
+)
 from .models.classifier import SequenceClassifier
 from .models.lora import merge_lora
 from .models.spec import ModelSpec, load_classifier
@@ -141,6 +148,7 @@ class Classifier:
                 f"{run_dir} was trained when llmclf allowed this: {problem}. Its texts are "
                 "predicted one at a time (slower; evaluate may differ from metrics.json); "
                 "retrain it to predict in batches",
+                BatchDependentRunWarning,
                 stacklevel=2,
             )
         return classifier

@@ -210,6 +210,10 @@ def test_an_old_run_with_a_batch_dependent_policy_loads_with_a_warning(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an allowed combination loads silently
         assert not Classifier.load(book_run[0], device="cpu").one_at_a_time
+    result = CliRunner().invoke(main, ["predict", str(run), "hello", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "one at a time" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: "), result.stderr
 
 
 # ----- the report shows the length really used (item 3) -----------------------------------
