@@ -3,13 +3,15 @@
     python benchmarks/compare.py            # the full comparison (about half an hour on 2 cores)
     python benchmarks/compare.py --quick    # under 5 minutes on 2 cores: projections, subsets
     python benchmarks/compare.py --smoke    # seconds: every measurement on gpt2-tiny, a few texts
+    python benchmarks/compare.py --llama    # only the Llama family (SmolLM2-135M's shape; ~15 min)
 
 Every measurement runs in its own process (peak RSS is per implementation) with the same
 thread count, on the same data: the SMS Spam Collection, undersampled and split as llmclf's
 defaults do (1045 / 149 / 300). Set LLMCLF_HOME (and LLMCLF_OFFLINE=1) to use local files.
 The last line is exactly ``fit_speedup=X.XX predict_speedup=Y.YY``: llmclf's default fp32
 recipe against transformers with per-batch padding (5-epoch time ratio; texts/s on the test
-split).
+split); a run that measured the Llama family adds ``llama_fit_speedup`` and
+``llama_predict_speedup``.
 """
 
 from __future__ import annotations
@@ -89,13 +91,19 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
     }
 
 
+def workers() -> dict[str, Any]:
+    """Every measurement by name (imported late: the parent process needs no torch)."""
+    import llama_measurements
+    import measurements
+
+    return {**measurements.WORKERS, **llama_measurements.WORKERS}
+
+
 def run_worker(key: str, params: dict[str, Any], *, inline: bool) -> dict[str, Any]:
     """Run one measurement, in a fresh process unless ``inline``."""
     name = key.split()[0]
     if inline:
-        import measurements
-
-        return measurements.WORKERS[name](params)
+        return workers()[name](params)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
     proc = subprocess.run(
         command, input=json.dumps(params), capture_output=True, text=True, check=False
@@ -129,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="under 5 minutes; projected fits")
     group.add_argument("--smoke", action="store_true", help="gpt2-tiny, a few texts: seconds")
+    parser.add_argument(
+        "--llama", action="store_true", help="only the Llama family (with --smoke: llama-tiny)"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--inline", action="store_true", help="no subprocesses (no peak RSS)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
@@ -136,13 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker:  # child process: params on stdin, one result line on stdout
-        import measurements
         import torch
 
         params = json.loads(sys.stdin.read())
         torch.set_num_threads(params["threads"])
         cpu, wall = _cpu_seconds(), time.perf_counter()
-        result = measurements.WORKERS[args.worker](params)
+        result = workers()[args.worker](params)
         # CPU time over wall time and threads: well under 1 means other processes took the CPUs
         result["cpu_share"] = (
             (_cpu_seconds() - cpu) / (time.perf_counter() - wall) / params["threads"]
@@ -156,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         dataset = smoke_dataset(work / "sms-sample.csv") if args.smoke else "sms"
         plan = modes(mode, args.threads, dataset, work)
+        if args.llama:
+            plan = {"matmul": plan["matmul"]}
+        if args.llama or mode == "full":
+            import llama_measurements
+
+            plan.update(llama_measurements.plan(mode, args.threads, dataset, work))
         results: dict[str, Any] = {
             "mode": mode,
-            "backbone": plan["fit-llmclf fp32"]["backbone"],
+            "backbone": plan["fit-llmclf fp32"]["backbone"] if not args.llama else "llama",
             "machine": report.machine(args.threads),
             "dataset": "SMS Spam Collection"
             + (f" (first {SMOKE_PER_CLASS} of each class)" if args.smoke else ""),
@@ -173,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             note = f", CPU share {share:.2f}" if share is not None else ""
             print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s{note}", flush=True)
         results["wall_s"] = time.perf_counter() - started
-    print(report.render(results))
+    print(report.render(results) if not args.llama else "")
+    if "fit-llmclf-llama" in results:
+        import llama_measurements
+
+        print("\n".join(llama_measurements.render(results)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(report.final_line(results))

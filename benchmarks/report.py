@@ -334,5 +334,13 @@ def render(r: dict[str, Any]) -> str:
 
 
 def final_line(r: dict[str, Any]) -> str:
-    x = ratios(r)
-    return f"fit_speedup={x['fit_fp32']:.2f} predict_speedup={x['predict_fp32']:.2f}"
+    parts = []
+    if "fit-llmclf fp32" in r:
+        x = ratios(r)
+        parts += [f"fit_speedup={x['fit_fp32']:.2f}", f"predict_speedup={x['predict_fp32']:.2f}"]
+    if "fit-llmclf-llama" in r:
+        from llama_measurements import llama_ratios
+
+        y = llama_ratios(r)
+        parts += [f"llama_fit_speedup={y['fit']:.2f}", f"llama_predict_speedup={y['predict']:.2f}"]
+    return " ".join(parts)

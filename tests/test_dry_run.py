@@ -56,3 +56,17 @@ def test_json_needs_dry_run(data: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--json goes with --dry-run" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_flops_follow_the_work_each_phase_does(data: Path) -> None:
+    frozen = dry_run(tiny_config(data, trainable="last-block", epochs=1))
+    twice = dry_run(tiny_config(data, trainable="last-block", epochs=2))
+    whole = dry_run(tiny_config(data, trainable="all", epochs=1))
+    assert set(frozen.flops) == set(frozen.estimate) == {"trunk cache", "training", "evaluation"}
+    # the same batches twice: twice the training work, the cache built once either way
+    assert twice.flops["training"] == pytest.approx(2 * frozen.flops["training"])
+    assert twice.flops["trunk cache"] == frozen.flops["trunk cache"]
+    # gpt2-tiny has 2 blocks: training both runs and back-propagates through twice the blocks
+    assert "trunk cache" not in whole.flops
+    assert whole.flops["training"] == pytest.approx(2 * frozen.flops["training"])
+    assert "TFLOP" in frozen.render()

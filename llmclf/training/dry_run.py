@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.loaders import batches
+from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
@@ -41,7 +41,9 @@ from .trunk_cache import (
     cache_decision,
 )
 
-CALIBRATION_BATCHES = 5  # timed, after one warm-up batch
+CALIBRATION_BATCHES = 5  # timed at least, after one warm-up batch ...
+CALIBRATION_SECONDS = 1.0  # ... and for at least this long (fast batches are noisy) ...
+MAX_CALIBRATION_BATCHES = 40  # ... but never more than this many
 
 
 @dataclass
@@ -53,8 +55,9 @@ class DryRunReport:
     padding: dict[str, Any]  # policy, tokens kept, share of padded positions in epoch 1
     parameters: dict[str, Any]  # trainable, total, policy
     cache: dict[str, Any]  # applies, note, bytes, where
-    calibration: dict[str, Any]  # device, batches timed, seconds per batch
+    calibration: dict[str, Any]  # device, batches timed, seconds per batch and per position
     estimate: dict[str, float]  # phase -> seconds (estimate)
+    flops: dict[str, float] = field(default_factory=dict)  # phase -> FLOPs (approximate)
     measured: dict[str, float] = field(default_factory=dict)  # phases the dry run really ran
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +70,7 @@ class DryRunReport:
             "cache": self.cache,
             "calibration": self.calibration,
             "estimate_seconds": self.estimate,
+            "flops": self.flops,
             "measured_seconds": self.measured,
         }
 
@@ -88,13 +92,14 @@ class DryRunReport:
         lines.append(f"frozen-trunk cache: {'yes' if c['applies'] else 'no'}{size} ({c['note']})")
         cal = self.calibration
         lines.append(
-            f"calibration on {cal['device']}: {cal['train_seconds_per_batch'] * 1000:.1f} ms a "
-            f"training batch, {cal['eval_seconds_per_batch'] * 1000:.1f} ms an evaluation batch "
-            f"({cal['batches']} batch(es) timed)"
+            f"calibration on {cal['device']}: {cal['train_seconds_per_position'] * 1e6:.1f} µs "
+            f"a padded position in training, {cal['eval_seconds_per_position'] * 1e6:.1f} µs in "
+            f"evaluation ({cal['batches']} batch(es) timed)"
         )
         lines.append("time estimate (an estimate, from the batches timed above):")
         for phase, seconds in self.estimate.items():
-            lines.append(f"  {phase:<12} ~{_duration(seconds)}")
+            work = f"  ({self.flops[phase] / 1e12:.2f} TFLOP)" if phase in self.flops else ""
+            lines.append(f"  {phase:<12} ~{_duration(seconds)}{work}")
         lines.append(f"  {'total':<12} ~{_duration(sum(self.estimate.values()))}")
         return "\n".join(lines)
 
@@ -128,6 +133,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     )
     cache = _cache(cfg, model, data, policy, trainable)
     calibration = _calibrate(cfg, model, trainable, data, policy, device, amp_dtype, cache)
+    work = _work(cfg, data, policy)
     return DryRunReport(
         data=data.report.to_dict(),
         token_lengths={
@@ -141,7 +147,8 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
         },
         cache=cache,
         calibration={"device": str(device), **calibration},
-        estimate=_estimate(cfg, data, cache, calibration),
+        estimate=_estimate(work, cache, calibration),
+        flops=_flops(model, trainable, work, cache),
         measured={k: round(v, 3) for k, v in measured.items()},
     )
 
@@ -206,8 +213,8 @@ def _calibrate(
     amp_dtype: torch.dtype | None,
     cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """Seconds per training batch, per evaluation batch and per cached text, timed on epoch 1's
-    first batches (one warm-up batch, then `CALIBRATION_BATCHES`)."""
+    """Seconds per padded position of a training and of an evaluation batch, and per token
+    of the cache build, timed on epoch 1's first batches (see `_timed`)."""
     drawn = batches(  # epoch 1's first batches, drawn exactly as training draws them
         data.train.token_ids,
         data.train.labels,
@@ -217,19 +224,12 @@ def _calibrate(
         seed=cfg.seed,
         bucket=cfg.bucket,
     )
-    picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
+    picked = [list(positions) for positions, _ in islice(drawn, MAX_CALIBRATION_BATCHES + 1)]
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
     labels = [data.train.labels[p] for p in order]
-    n, size = len(order), len(picked[0])
     amp = partial(autocast, device, amp_dtype)
-    trunk, per_text = None, 0.0
-    if cache["applies"]:
-        build = partial(build_trunk_cache, model, policy=policy, end_layer=cache["end_layer"])
-        build(texts[:size], device=device, autocast_ctx=amp)  # warm-up
-        started = time.perf_counter()
-        trunk = build(texts, device=device, autocast_ctx=amp)
-        per_text = (time.perf_counter() - started) / n
+    trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp)
     forward = BatchForward(model)
     params = list(trainable.parameters.values())
     optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -242,11 +242,11 @@ def _calibrate(
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         lengths = batch.lengths.to(device)
         with amp():
-            if trunk is None:
+            if trunk["cache"] is None:
                 logits = forward(batch.input_ids.to(device), lengths)
             else:
-                hidden = trunk.assemble(positions, batch, device)
-                logits = forward(hidden, lengths, trunk.end_layer)
+                hidden = trunk["cache"].assemble(positions, batch, device)
+                logits = forward(hidden, lengths, trunk["cache"].end_layer)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:
@@ -254,52 +254,134 @@ def _calibrate(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    def size(positions: list[int]) -> int:  # padded positions of the batch
+        return len(positions) * policy.width([len(texts[i]) for i in positions])
+
     model.train()
-    train = _timed(train_step, chunks, device)
+    train, timed = _timed(train_step, chunks, size, device)
     model.eval()
     with torch.no_grad():
-        evaluation = _timed(loss_of, chunks, device)
+        evaluation, _ = _timed(loss_of, chunks, size, device)
     return {
-        "batches": max(1, len(chunks) - 1),
-        "train_seconds_per_batch": train,
-        "eval_seconds_per_batch": evaluation,
-        "cache_seconds_per_text": per_text,
+        "batches": timed,
+        "train_seconds_per_position": train,
+        "eval_seconds_per_position": evaluation,
+        "cache_seconds_per_token": trunk["seconds_per_token"],
     }
 
 
-def _timed(step: Any, chunks: list[list[int]], device: torch.device) -> float:
-    """Median seconds of ``step`` over ``chunks`` after the first (a warm-up), or of the only
-    one; the median, so one batch delayed by another process does not set the estimate."""
-    times = []
-    for positions in chunks:
+def _calibration_cache(
+    model: Any,
+    policy: Any,
+    cache: dict[str, Any],
+    texts: list[list[int]],
+    picked: list[list[int]],
+    device: torch.device,
+    amp: Any,
+) -> dict[str, Any]:
+    """The frozen-trunk cache of the calibration texts (when the run builds one), and the
+    seconds it took per kept token (after a warm-up on the first batch's texts)."""
+    if not cache["applies"]:
+        return {"cache": None, "seconds_per_token": 0.0}
+    build = partial(build_trunk_cache, model, policy=policy, end_layer=cache["end_layer"])
+    size = len(picked[0])
+    build(texts[:size], device=device, autocast_ctx=amp)  # warm-up
+    started = time.perf_counter()
+    trunk = build(texts, device=device, autocast_ctx=amp)
+    tokens = sum(min(len(ids), policy.keep()) for ids in texts)
+    return {"cache": trunk, "seconds_per_token": (time.perf_counter() - started) / max(tokens, 1)}
+
+
+def _timed(
+    step: Any, chunks: list[list[int]], size: Any, device: torch.device
+) -> tuple[float, int]:
+    """Median seconds per padded position of ``step`` over ``chunks`` after the first (a
+    warm-up): at least `CALIBRATION_BATCHES` batches and `CALIBRATION_SECONDS`, so that fast
+    batches are timed often enough; the median, so one batch delayed by another process does
+    not set the estimate. Also returns how many batches were timed."""
+    rates, spent = [], 0.0
+    for i, positions in enumerate(chunks):
         started = time.perf_counter()
         step(positions)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:] or times)
+        seconds = time.perf_counter() - started
+        if i == 0 and len(chunks) > 1:
+            continue
+        rates.append(seconds / size(positions))
+        spent += seconds
+        if len(rates) >= CALIBRATION_BATCHES and spent >= CALIBRATION_SECONDS:
+            break
+    return statistics.median(rates), len(rates)
 
 
-def _estimate(
-    cfg: TrainConfig, data: Any, cache: dict[str, Any], cal: dict[str, Any]
-) -> dict[str, float]:
-    """Seconds per phase: the batches each phase runs times the timed cost of one."""
+@dataclass
+class _Work:
+    """Padded positions each phase runs (training: per epoch), and tokens the cache holds."""
 
-    def count(name: str, limit: int | None = None) -> int:
-        full = math.ceil(len(getattr(data, name)) / cfg.batch_size)
-        return full if limit is None else min(limit, full)
+    epochs: int
+    train: int  # one epoch's training batches
+    evaluation: int  # every periodic, end-of-epoch and final evaluation of the run
+    cache_tokens: int
+    mean_width: float  # of a training batch
 
-    steps = count("train")
+
+def _work(cfg: TrainConfig, data: Any, policy: Any) -> _Work:
+    """Count the positions of the batches the run makes, with the loader's own grouping."""
+
+    def positions(name: str, *, shuffle: bool, limit: int | None = None) -> tuple[int, int]:
+        counts = getattr(data, name).token_counts
+        groups = batch_positions(
+            counts, cfg.batch_size, shuffle=shuffle, seed=cfg.seed, bucket=cfg.bucket and shuffle
+        )[:limit]
+        return sum(len(g) * policy.width([counts[i] for i in g]) for g in groups), len(groups)
+
+    train, steps = positions("train", shuffle=True)
     evaluations = math.ceil(steps / cfg.grad_accum) // cfg.eval_every  # periodic, per epoch
-    per_epoch = evaluations * (
-        count("train", cfg.eval_batches) + count("validation", cfg.eval_batches)
+    periodic = (
+        positions("train", shuffle=False, limit=cfg.eval_batches)[0]
+        + positions("validation", shuffle=False, limit=cfg.eval_batches)[0]
     )
-    per_epoch += count("train", cfg.eval_batches) + count("validation")
-    final = sum(count(name) for name in SPLITS)
-    texts = sum(len(getattr(data, name)) for name in SPLITS)
+    epoch_end = (
+        positions("train", shuffle=False, limit=cfg.eval_batches)[0]
+        + positions("validation", shuffle=False)[0]
+    )
+    final = sum(positions(name, shuffle=False)[0] for name in SPLITS)
+    keep = policy.keep()
+    return _Work(
+        epochs=cfg.epochs,
+        train=train,
+        evaluation=cfg.epochs * (evaluations * periodic + epoch_end) + final,
+        cache_tokens=sum(min(n, keep) for name in SPLITS for n in getattr(data, name).token_counts),
+        mean_width=train / max(len(data.train), 1),
+    )
+
+
+def _estimate(work: _Work, cache: dict[str, Any], cal: dict[str, Any]) -> dict[str, float]:
+    """Seconds per phase: the padded positions each phase runs times the timed cost of one."""
     estimate = {}
     if cache["applies"]:
-        estimate["trunk cache"] = texts * cal["cache_seconds_per_text"]
-    estimate["training"] = cfg.epochs * steps * cal["train_seconds_per_batch"]
-    estimate["evaluation"] = (cfg.epochs * per_epoch + final) * cal["eval_seconds_per_batch"]
+        estimate["trunk cache"] = work.cache_tokens * cal["cache_seconds_per_token"]
+    estimate["training"] = work.epochs * work.train * cal["train_seconds_per_position"]
+    estimate["evaluation"] = work.evaluation * cal["eval_seconds_per_position"]
     return {k: round(v, 3) for k, v in estimate.items()}
+
+
+def _flops(model: Any, trainable: Any, work: _Work, cache: dict[str, Any]) -> dict[str, float]:
+    """Approximate FLOPs per phase: 2 x a block's weights per position and block, plus
+    attention's 4 x width x (mean batch width); a backward pass costs two forwards for the
+    blocks from the first trainable one up. An upper bound where the last block runs at the
+    pooled position only."""
+    backbone = model.backbone
+    n_layer, c = backbone.config.n_layer, backbone.config.n_embd
+    block = sum(p.numel() for p in backbone.h[0].parameters())
+    per_layer = 2 * block + 4 * c * work.mean_width
+    bottom = cache["end_layer"] if cache["applies"] else 0
+    first = max(trainable.first_trainable_layer, bottom)
+    forward = (n_layer - bottom) * per_layer
+    out = {}
+    if cache["applies"]:
+        out["trunk cache"] = work.cache_tokens * bottom * per_layer
+    out["training"] = work.epochs * work.train * (forward + 2 * (n_layer - first) * per_layer)
+    out["evaluation"] = work.evaluation * forward
+    return {k: float(v) for k, v in out.items()}
