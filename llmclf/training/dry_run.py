@@ -15,7 +15,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .trunk_cache import (
 
 CALIBRATION_BATCHES = 5  # timed at least, after one warm-up batch ...
 CALIBRATION_SECONDS = 1.0  # ... and for at least this long (fast batches are noisy) ...
-MAX_CALIBRATION_BATCHES = 40  # ... but never more than this many
+MAX_CALIBRATION_STEPS = 40  # ... but never more than this many (cycling over the batches)
 
 
 @dataclass
@@ -94,7 +94,7 @@ class DryRunReport:
         lines.append(
             f"calibration on {cal['device']}: {cal['train_seconds_per_position'] * 1e6:.1f} µs "
             f"a padded position in training, {cal['eval_seconds_per_position'] * 1e6:.1f} µs in "
-            f"evaluation ({cal['batches']} batch(es) timed)"
+            f"evaluation ({cal['batches']} step(s) timed)"
         )
         lines.append("time estimate (an estimate, from the batches timed above):")
         for phase, seconds in self.estimate.items():
@@ -224,7 +224,7 @@ def _calibrate(
         seed=cfg.seed,
         bucket=cfg.bucket,
     )
-    picked = [list(positions) for positions, _ in islice(drawn, MAX_CALIBRATION_BATCHES + 1)]
+    picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
     labels = [data.train.labels[p] for p in order]
@@ -296,11 +296,11 @@ def _timed(
     step: Any, chunks: list[list[int]], size: Any, device: torch.device
 ) -> tuple[float, int]:
     """Median seconds per padded position of ``step`` over ``chunks`` after the first (a
-    warm-up): at least `CALIBRATION_BATCHES` batches and `CALIBRATION_SECONDS`, so that fast
-    batches are timed often enough; the median, so one batch delayed by another process does
-    not set the estimate. Also returns how many batches were timed."""
+    warm-up), cycling over them for at least `CALIBRATION_BATCHES` steps and
+    `CALIBRATION_SECONDS`, so that fast batches are timed often enough; the median, so one
+    batch delayed by another process does not set the estimate. Also returns the steps timed."""
     rates, spent = [], 0.0
-    for i, positions in enumerate(chunks):
+    for i, positions in enumerate(islice(cycle(chunks), MAX_CALIBRATION_STEPS + 1)):
         started = time.perf_counter()
         step(positions)
         if device.type == "cuda":
