@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -64,6 +65,11 @@ def evaluate_command(
     if fmt == "json":
         click.echo(json.dumps(metrics, indent=2))
         return
+    _print_metrics(metrics, (split or "test") if dataset is None else "dataset")
+
+
+def _print_metrics(metrics: dict[str, Any], name: str) -> None:
+    """The metrics table, the per-class table and the confusion matrix, with rich."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -72,13 +78,13 @@ def evaluate_command(
 
     console = Console()
     console.print(f"[bold]{escape(metrics['scope'])}[/bold]")
-    console.print(metrics_table({(split or "test") if dataset is None else "dataset": metrics}))
+    console.print(metrics_table({name: metrics}))
     per_class = Table(show_edge=False)
     for column in ("label", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
-    for name, c in metrics["per_class"].items():
+    for label, c in metrics["per_class"].items():
         per_class.add_row(
-            escape(name),
+            escape(label),
             f"{c['precision']:.3f}",
             f"{c['recall']:.3f}",
             f"{c['f1']:.3f}",
@@ -89,8 +95,8 @@ def evaluate_command(
     console.print("confusion (rows: true, columns: predicted)", soft_wrap=True)
     confusion = Table(show_edge=False)
     confusion.add_column("")
-    for name in metrics["labels"]:
-        confusion.add_column(escape(name), justify="right")
-    for name, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True):
-        confusion.add_row(escape(name), *map(str, row))
+    for label in metrics["labels"]:
+        confusion.add_column(escape(label), justify="right")
+    for label, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True):
+        confusion.add_row(escape(label), *map(str, row))
     console.print(confusion)

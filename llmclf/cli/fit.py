@@ -11,12 +11,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import Field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..options import OFFICIAL_SPLIT, flag, show_default, type_name
 from ..training.config import config_fields
+
+if TYPE_CHECKING:
+    from ..training.config import TrainConfig
+    from ..training.trainer import Run
 
 _TYPES: dict[str, click.ParamType] = {
     "str": click.STRING,
@@ -136,7 +140,6 @@ def fit_command(
     """Fine-tune a backbone as a classifier and save the run directory."""
     from ..settings import process_rank
     from ..tracking import make_tracker, parse_log_to
-    from ..training.config import TrainConfig, read_config_file
     from ..training.reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..training.trainer import Trainer
     from .render import RichReporter
@@ -161,9 +164,7 @@ def fit_command(
             _refuse_options_with_resume(config_file, options)
             trainer = Trainer.resume(resume, reporter=reporter)
         else:
-            fields = read_config_file(config_file) if config_file else {}
-            fields.update({k: v for k, v in options.items() if v is not None})
-            trainer = Trainer(TrainConfig.from_dict(fields), reporter=reporter)
+            trainer = Trainer(config_from(config_file, options), reporter=reporter)
         run = trainer.fit(overwrite=overwrite)
     except KeyboardInterrupt as exc:
         hint = trainer.interruption_hint() if trainer is not None else None
@@ -176,13 +177,26 @@ def fit_command(
     finally:
         restore_sigterm()
         reporter.close()
-    test = run.metrics.get("test") or run.metrics.get("validation") or {}
-    summary = f"saved {run.output_dir}"
-    if test:
-        split = "test" if "test" in run.metrics else "validation"
-        summary += f"; {split} accuracy {test['accuracy']:.4f}"
     if not process_rank():  # under torchrun: once, not once per rank
-        click.echo(summary)
+        click.echo(_summary(run))
+
+
+def config_from(config_file: str | None, options: dict[str, Any]) -> TrainConfig:
+    """The config a fit command describes: the ``--config`` file, then the options given."""
+    from ..training.config import TrainConfig, read_config_file
+
+    fields = read_config_file(config_file) if config_file else {}
+    fields.update({k: v for k, v in options.items() if v is not None})
+    return TrainConfig.from_dict(fields)
+
+
+def _summary(run: Run) -> str:
+    """``saved DIR; test accuracy X`` (validation when there is no test split)."""
+    summary = f"saved {run.output_dir}"
+    split = "test" if run.metrics.get("test") else "validation"
+    if run.metrics.get(split):
+        summary += f"; {split} accuracy {run.metrics[split]['accuracy']:.4f}"
+    return summary
 
 
 def _refuse_options_with_resume(config_file: str | None, options: dict[str, Any]) -> None:
@@ -225,16 +239,13 @@ def _dry_run(
     """``fit --dry-run``: the config as fit would build it, prepared and timed, not trained."""
     import json
 
-    from ..training.config import TrainConfig, read_config_file
     from ..training.dry_run import dry_run
     from ..training.reporting import Reporter
     from .render import RichReporter
 
-    fields = read_config_file(config_file) if config_file else {}
-    fields.update({k: v for k, v in options.items() if v is not None})
     reporter = Reporter() if quiet else RichReporter()
     try:
-        report = dry_run(TrainConfig.from_dict(fields), reporter=reporter)
+        report = dry_run(config_from(config_file, options), reporter=reporter)
     finally:
         reporter.close()
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())

@@ -173,13 +173,6 @@ def create_app(
         Limits(max_batch=max_batch, max_chars=max_chars, max_body_bytes=max_body),
         run_dir,
     )
-    page = resources.files(__package__).joinpath("index.html").read_text(encoding="utf-8")
-    lock = threading.Lock()
-
-    def run_model(texts: list[str]) -> list[dict[str, Any]]:
-        with lock:  # one forward pass at a time; torch's threads parallelise inside it
-            return [p.to_dict() for p in classifier.predict(texts)]
-
     app = FastAPI(
         title="llmclf",
         version=__version__,
@@ -189,6 +182,20 @@ def create_app(
     app.state.info = info
     app.add_middleware(BodyLimit, max_bytes=max_body, hint=_body_hint(max_batch, max_chars))
     app.add_exception_handler(RequestValidationError, _validation_error)
+    _add_routes(app, classifier, info, max_batch=max_batch, max_chars=max_chars)
+    return app
+
+
+def _add_routes(
+    app: FastAPI, classifier: Classifier, info: InfoResponse, *, max_batch: int, max_chars: int
+) -> None:
+    """The page, ``/health``, ``/info`` and ``/predict`` (its body schema states the limits)."""
+    page = resources.files(__package__).joinpath("index.html").read_text(encoding="utf-8")
+    lock = threading.Lock()
+
+    def run_model(texts: list[str]) -> list[dict[str, Any]]:
+        with lock:  # one forward pass at a time; torch's threads parallelise inside it
+            return [p.to_dict() for p in classifier.predict(texts)]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -225,7 +232,6 @@ def create_app(
     # the body's model is built for these limits, so the schema states them
     predict.__annotations__["body"] = _request_model(max_batch, max_chars)
     app.post("/predict", response_model=PredictResponse, responses=_responses(413, 422))(predict)
-    return app
 
 
 def app_from_environment() -> FastAPI:
