@@ -77,9 +77,9 @@ class Classifier:
         tokenizer: Tokenizer,
         policy: Any,
         labels: Sequence[str],
+        *,
         manifest: dict[str, Any],
         device: torch.device,
-        *,
         amp_dtype: torch.dtype | None = None,
     ) -> None:
         self.model = model.eval()
@@ -139,8 +139,8 @@ class Classifier:
             tokenizer,
             policy,
             manifest["labels"],
-            manifest,
-            dev,
+            manifest=manifest,
+            device=dev,
             amp_dtype=resolve_precision(precision, dev),
         )
         if problem := classifier.batch_dependence():

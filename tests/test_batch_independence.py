@@ -69,7 +69,9 @@ def untrained(padding: str, pooling: str, max_length: int | None = 12) -> Classi
     model = SequenceClassifier(GPT2(config), 3, pooling=pooling)
     policy = get_policy(padding, max_length, CONTEXT, tokenizer.pad_id)
     policy.fit([3, 9, 10])  # pad-dataset learns 10; the others learn nothing
-    return Classifier(model, tokenizer, policy, ["a", "b", "c"], {}, torch.device("cpu"))
+    return Classifier(
+        model, tokenizer, policy, ["a", "b", "c"], manifest={}, device=torch.device("cpu")
+    )
 
 
 @pytest.mark.parametrize(("padding", "pooling"), ALLOWED)
