@@ -83,6 +83,14 @@ class DryRunReport:
             f"padding {self.padding['policy']}: keeps {self.padding['tokens_kept']} tokens a "
             f"text; {self.padding['waste']:.1%} of the positions of epoch 1's batches are padding"
         )
+        if self.data.get("examples"):  # a windowed long-text policy
+            sizes, over = self.data["split_sizes"], self.data.get("windowed") or {}
+            counts = ", ".join(
+                f"{split} {sizes.get(split, 0):,} texts -> {n:,} windows "
+                f"({over.get(split, 0):,} over the cap)"
+                for split, n in self.data["examples"].items()
+            )
+            lines.append(f"long texts {self.data['long_texts']}: {counts}")
         lines.append(f"parameters: {p['trainable']:,} trainable of {p['total']:,} ({p['policy']})")
         size = f", {c['bytes'] / 2**20:.1f} MiB in {c['where']}" if c["applies"] else ""
         lines.append(f"frozen-trunk cache: {'yes' if c['applies'] else 'no'}{size} ({c['note']})")
@@ -162,7 +170,7 @@ def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
     real = total = 0
     for _, batch in batches(
         data.train.token_ids,
-        data.train.labels,
+        data.train.example_labels,
         policy,
         cfg.batch_size,
         shuffle=True,
@@ -210,7 +218,7 @@ def _calibrate(
     first batches (one warm-up batch, then `CALIBRATION_BATCHES`)."""
     drawn = batches(  # epoch 1's first batches, drawn exactly as training draws them
         data.train.token_ids,
-        data.train.labels,
+        data.train.example_labels,
         policy,
         cfg.batch_size,
         shuffle=True,
@@ -220,7 +228,7 @@ def _calibrate(
     picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
-    labels = [data.train.labels[p] for p in order]
+    labels = [data.train.example_labels[p] for p in order]
     n, size = len(order), len(picked[0])
     amp = partial(autocast, device, amp_dtype)
     trunk, per_text = None, 0.0
@@ -286,7 +294,7 @@ def _estimate(
     """Seconds per phase: the batches each phase runs times the timed cost of one."""
 
     def count(name: str, limit: int | None = None) -> int:
-        full = math.ceil(len(getattr(data, name)) / cfg.batch_size)
+        full = math.ceil(getattr(data, name).num_examples / cfg.batch_size)
         return full if limit is None else min(limit, full)
 
     steps = count("train")
@@ -296,7 +304,7 @@ def _estimate(
     )
     per_epoch += count("train", cfg.eval_batches) + count("validation")
     final = sum(count(name) for name in SPLITS)
-    texts = sum(len(getattr(data, name)) for name in SPLITS)
+    texts = sum(getattr(data, name).num_examples for name in SPLITS)  # windows, when windowed
     estimate = {}
     if cache["applies"]:
         estimate["trunk cache"] = texts * cal["cache_seconds_per_text"]
