@@ -285,3 +285,16 @@ def test_the_dry_run_counts_windows(tmp_path: Path) -> None:
     per_batch = report.calibration["train_seconds_per_batch"]
     assert report.estimate["training"] == pytest.approx(config.epochs * steps * per_batch, rel=0.02)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_onnx_export_predicts_with_the_same_windows(windows_run, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from llmclf.export import export_run
+
+    run, data = windows_run
+    texts = [*pd.read_csv(data)["text"].tolist()[:4], LONG, "ok"]
+    export = export_run(run.output_dir, tmp_path / "onnx", format="onnx")
+    onnx = Classifier.load(export, engine="onnxruntime")
+    assert onnx.policy.long_text.spec() == "windows"
+    torch_probs = Classifier.load(run.output_dir, device="cpu").predict_proba(texts)
+    assert torch.allclose(onnx.predict_proba(texts), torch_probs, atol=1e-5)
