@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from helpers import tiny_config, tiny_fit_args
+from rich.console import Console
 from test_batch_independence import LONG, assert_independent, untrained
 from test_long_texts import signal_at_the_end
 
@@ -25,6 +26,7 @@ from llmclf import Classifier, Trainer
 from llmclf.cli import main
 from llmclf.data.long_texts import aggregate_examples, get_long_text_policy, to_examples
 from llmclf.data.padding import get_policy, policy_from_state
+from llmclf.data.report import DataReport
 from llmclf.errors import ConfigError, ExportError
 from llmclf.evaluation import evaluate_run
 from llmclf.export.hf import check_hf
@@ -208,6 +210,11 @@ def test_the_report_counts_texts_and_windows(windows_run) -> None:
     assert report["windowed"] == sizes
     assert report["truncated"] == report["tokens_dropped"] == dict.fromkeys(sizes, 0)
     assert report["long_texts"] == "windows"
+    console = Console(width=200, record=True)
+    console.print(DataReport(**report).render())
+    shown = console.export_text()
+    assert f"windows: train       │ {sizes['train']} texts -> {3 * sizes['train']} windows" in shown
+    assert f"all, in windows of {CAP} (pad-batch); long texts: windows" in shown
 
 
 def test_a_saved_run_reproduces_its_metrics_through_load_and_evaluate(windows_run) -> None:

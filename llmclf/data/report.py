@@ -142,7 +142,10 @@ class DataReport:
         if self.max_length is not None and self.max_length > self.max_tokens:
             used += f" (--max-length {self.max_length:,} asked)"
         used += f"; long texts: {escape(self.long_texts)}"
-        summary.add_row("tokens used per text", f"at most {used}")
+        if self.examples is not None:  # a windowed policy reads every token, a window at a time
+            summary.add_row("tokens used per text", f"all, in windows of {used}")
+        else:
+            summary.add_row("tokens used per text", f"at most {used}")
         if self.tokenize_seconds is not None:
             summary.add_row("tokenised in", f"{self.tokenize_seconds:.2f} s")
         for split, windows in (self.examples or {}).items():
