@@ -30,6 +30,7 @@ from llmclf.data.report import DataReport
 from llmclf.errors import ConfigError, ExportError
 from llmclf.evaluation import evaluate_run
 from llmclf.export.hf import check_hf
+from llmclf.scoring import score
 from llmclf.training import checkpoint as ckpt
 from llmclf.training.dry_run import dry_run
 
@@ -123,6 +124,32 @@ def test_aggregation_equals_a_hand_computation() -> None:
     _, top = aggregate_examples(probs, owners, get_long_text_policy("windows:agg=max"))
     expected = [[0.9 / 1.6, 0.7 / 1.6], [0.2, 0.8], [0.5, 0.5]]  # max per class, renormalised
     assert torch.allclose(top, torch.tensor(expected))
+
+
+def test_scores_are_per_text_and_count_only_the_texts_scored() -> None:
+    policy = get_policy("pad-batch", 8, 1024, 0)
+    policy.set_long_texts("windows")
+    table = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.5, 0.0]])
+    owners, labels = [0, 0, 1, 2, 2], [0, 0, 1, 1, 1]  # windows of texts labelled 0, 1, 1
+    probs = torch.softmax(table, -1)
+    texts = torch.stack([probs[:2].mean(0), probs[2], probs[3:].mean(0)])
+    y = torch.tensor([0, 1, 1])
+    expected = -torch.log(texts[torch.arange(3), y]).mean().item()
+
+    def logits(positions: list[int], batch) -> torch.Tensor:
+        return table[positions]
+
+    token_ids = [[1], [2], [3], [4], [5]]
+    metrics = score(
+        logits, token_ids, labels, policy, label_names=["a", "b"], batch_size=2, owners=owners
+    )
+    assert metrics["n"] == 3 and metrics["loss"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(2 / 3)  # text 2's windows lean to a
+    first = score(
+        logits, token_ids, labels, policy, label_names=["a", "b"], batch_size=2, owners=owners,
+        max_batches=1,
+    )  # fmt: skip
+    assert first["n"] == 1 and first["accuracy"] == 1.0  # only text 0's windows were scored
 
 
 @pytest.mark.parametrize("spec", ["windows:5", "windows:5,agg=max"])
@@ -270,8 +297,8 @@ def test_one_row_per_text_through_python_cli_and_http(windows_run, tmp_path: Pat
             got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
             scores = [row["probabilities"][expected[0].label] for row in got]
         assert len(got) == len(texts)
-        for score, want in zip(scores, expected, strict=True):
-            assert score == pytest.approx(want.probabilities[expected[0].label], abs=1e-5)
+        for got_p, want in zip(scores, expected, strict=True):
+            assert got_p == pytest.approx(want.probabilities[expected[0].label], abs=1e-5)
 
     with TestClient(create_app(run.output_dir, device="cpu")) as client:
         answer = client.post("/predict", json={"texts": texts}).json()["predictions"]

@@ -154,7 +154,7 @@ class Windows(LongTextPolicy):
         self.stride: int | None = None
         self.agg = "mean"
         self.max_windows: int | None = None
-        for item in (param or "").split(",") if param is not None else []:
+        for item in param.split(",") if param is not None else []:
             key, eq, value = item.strip().partition("=")
             if not eq:
                 key, value = "stride", key
