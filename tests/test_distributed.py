@@ -42,6 +42,7 @@ def _torchrun(args: list[str], env: dict[str, str] | None = None, timeout: float
         # windows: each rank scores its rows of every batch of windows; gathered per text
         ("last-block", ["--max-length", "4", "--long-texts", "windows:2"]),
     ],
+    ids=["last-block", "lora", "windows"],
 )
 def test_two_ranks_match_one_process(tmp_path: Path, trainable: str, extra: list[str]) -> None:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=30)
