@@ -204,10 +204,9 @@ def fit_windows(root: Path, long_texts: str, **changes):
     from conftest import SHARED_DATA
 
     data = signal_at_the_end(root / "end.csv")
-    config = tiny_config(  # the head alone on a random trunk: the frozen-trunk cache applies
-        data, root / "run", long_texts=long_texts, max_length=CAP, trainable="head", epochs=4,
-        lr=1e-2, **changes,
-    )  # fmt: skip
+    # by default the head alone on a random trunk: the frozen-trunk cache applies
+    fields = {"max_length": CAP, "trainable": "head", "epochs": 4, "lr": 1e-2, **changes}
+    config = tiny_config(data, root / "run", long_texts=long_texts, **fields)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMCLF_HOME", str(SHARED_DATA))
         mp.setenv("LLMCLF_OFFLINE", "1")
@@ -332,3 +331,12 @@ def test_an_onnx_export_predicts_with_the_same_windows(windows_run, tmp_path: Pa
     assert onnx.policy.long_text.spec() == "windows"
     torch_probs = Classifier.load(run.output_dir, device="cpu").predict_proba(texts)
     assert torch.allclose(onnx.predict_proba(texts), torch_probs, atol=1e-5)
+
+
+def test_without_the_cache_evaluate_also_reproduces_metrics_json(tmp_path: Path) -> None:
+    run, _ = fit_windows(tmp_path, "windows:4,agg=max", trainable="all", epochs=1, lr=1e-3)
+    saved = json.loads((run.output_dir / ckpt.METRICS_FILE).read_text())
+    again = evaluate_run(run.output_dir, batch_size=5, device="cpu")  # windows split over batches
+    assert again["n"] == saved["test"]["n"] == 24
+    assert again["accuracy"] == saved["test"]["accuracy"]
+    assert again["loss"] == pytest.approx(saved["test"]["loss"], abs=1e-6)
