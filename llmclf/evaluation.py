@@ -85,15 +85,18 @@ def evaluate_run(
     # a run saved when llmclf allowed batch-dependent padding is scored one text at a time,
     # as `Classifier` predicts it
     size = 1 if classifier.one_at_a_time else batch_size
-    with Phase(reporter, "evaluate", total=len(rows)) as phase:
+    policy = classifier.policy
+    rows = rows.examples(policy.long_text, policy.keep())  # windows: as training made them
+    with Phase(reporter, "evaluate", total=rows.num_examples) as phase:
         metrics = score(
             model_logits(classifier.model, classifier.device, classifier.amp_dtype),
             rows.token_ids,
-            rows.labels,
-            classifier.policy,
+            rows.example_labels,
+            policy,
             label_names=classifier.labels,
             batch_size=size,
             progress=phase.advance,
+            owners=rows.owners,  # windows are scored per text
         )
     metrics["scope"] = scope
     return metrics

@@ -13,6 +13,7 @@ import torch
 
 from . import onnx_engine
 from .data.hf_tokenizer import tokenizer_from_dir
+from .data.long_texts import aggregate_examples, to_examples
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
 from .errors import (
@@ -155,7 +156,8 @@ class Classifier:
 
     @property
     def max_tokens(self) -> int:
-        """The most tokens of one text the model reads; the rest of a longer text is cut."""
+        """The most tokens of one text the model reads at once: the rest of a longer text is
+        cut, or under ``windows`` read in further windows of this many tokens."""
         return self.policy.keep()
 
     def batch_dependence(self) -> str | None:
@@ -195,7 +197,27 @@ class Classifier:
         batch_size: int,
         progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """Probabilities (N, K); a text's row never depends on the other texts."""
+        """Probabilities (N, K), one row per text; a text's row never depends on the other
+        texts. Under a windowed long-text policy each text's windows are scored as examples
+        (``batch_size`` windows a batch) and aggregated into its row; ``progress`` then counts
+        the texts whose every window is scored."""
+        long_text = self.policy.long_text
+        if not getattr(long_text, "windowed", False):
+            on_batch = None if progress is None else (lambda chunk: progress(len(chunk)))
+            return self._example_probabilities(token_ids, batch_size, on_batch)
+        examples, owners = to_examples(token_ids, long_text, self.max_tokens)
+        assert owners is not None  # a windowed policy says whose each window is
+        probs = self._example_probabilities(examples, batch_size, _texts_done(owners, progress))
+        return aggregate_examples(probs, owners, long_text)[1]
+
+    def _example_probabilities(
+        self,
+        token_ids: list[list[int]],
+        batch_size: int,
+        on_batch: Callable[[list[int]], None] | None = None,
+    ) -> torch.Tensor:
+        """Probabilities (E, K) of each example, batched by length; ``on_batch`` receives
+        each batch's positions once it is scored."""
         if self.one_at_a_time:
             batch_size = 1
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
@@ -206,8 +228,8 @@ class Classifier:
                 batch = self.policy.collate([token_ids[i] for i in chunk])
                 logits = self.model(batch.input_ids.to(self.device), batch.lengths.to(self.device))
                 out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
-                if progress is not None:
-                    progress(len(chunk))
+                if on_batch is not None:
+                    on_batch(chunk)
         return out
 
     def predict(
@@ -231,10 +253,11 @@ class Classifier:
         token_ids = self._encode(texts)  # texts are checked already
         probs = self._probabilities(token_ids, batch_size, progress)
         keep = self.max_tokens
+        read = getattr(self.policy.long_text, "tokens_read", lambda length, n: min(length, n))
         predictions = []
         for row, ids in zip(probs.tolist(), token_ids, strict=True):
             best = max(range(len(row)), key=row.__getitem__)
-            used = min(len(ids), keep)
+            used = read(len(ids), keep)  # windows: every token their windows cover
             predictions.append(
                 Prediction(
                     self.labels[best],
@@ -263,6 +286,28 @@ class Classifier:
             "llmclf_version": m.get("llmclf_version", "unknown"),
             "complete": self.complete,
         }
+
+
+def _texts_done(
+    owners: list[int], progress: Callable[[int], None] | None
+) -> Callable[[list[int]], None] | None:
+    """An ``on_batch`` that calls ``progress`` with the number of texts a batch of windows
+    finished (texts whose last unscored window it held)."""
+    if progress is None:
+        return None
+    left: dict[int, int] = {}
+    for text in owners:
+        left[text] = left.get(text, 0) + 1
+
+    def on_batch(chunk: list[int]) -> None:
+        finished = 0
+        for example in chunk:
+            left[owners[example]] -= 1
+            finished += left[owners[example]] == 0
+        if finished:
+            progress(finished)
+
+    return on_batch
 
 
 def _check_batch_size(batch_size: object) -> None:

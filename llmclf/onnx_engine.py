@@ -110,7 +110,7 @@ def load_export(
         ) from None
     session = _session(path / MODEL_FILE, device)
     model = OnnxClassifierModel(session, pooling, len(labels))
-    return cls(model, tokenizer, policy, labels, manifest, torch.device("cpu"))
+    return cls(model, tokenizer, policy, labels, manifest=manifest, device=torch.device("cpu"))
 
 
 def _session(model_file: Path, device: str) -> Any:

@@ -88,13 +88,27 @@ def predict_chunks(
     return read
 
 
-def cut_summary(truncated: int, max_tokens: int, tokens_dropped: int | None = None) -> str:
+def cut_summary(
+    truncated: int,
+    max_tokens: int,
+    tokens_dropped: int | None = None,
+    *,
+    long_texts: str = "head",
+) -> str:
     """How many texts were cut to the model's ``max_tokens`` (and how many tokens that left
-    out), for predict's closing line."""
+    out), for predict's closing line; ``long_texts`` is the run's long-text policy (under
+    ``windows`` a text is cut only by its window limit)."""
+    windows = long_texts.split(":")[0] == "windows"
     if not truncated:
+        if windows:
+            return f"no text was cut (the model reads every token, in windows of {max_tokens:,})"
         return f"no text was cut (the model reads up to {max_tokens:,} tokens)"
     texts = "1 text was" if truncated == 1 else f"{truncated:,} texts were"
-    summary = f"{texts} cut to the first {max_tokens:,} tokens"
+    if windows:
+        summary = f"{texts} cut to their first windows by {long_texts}"
+    else:
+        which = "first" if long_texts == "head" else f"{long_texts}'s"
+        summary = f"{texts} cut to the {which} {max_tokens:,} tokens"
     if tokens_dropped is not None:
         summary += f", leaving out {plural(tokens_dropped, 'token')}"
     return summary

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.loaders import batches
+from .data.long_texts import aggregate_examples
 from .data.padding import Batch, PaddingPolicy
 from .training.device import autocast
 from .training.metrics import classification_metrics
@@ -71,8 +72,15 @@ def score(
     max_batches: int | None = None,
     group: Group | None = None,
     progress: Callable[[int], None] | None = None,
+    owners: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Mean cross-entropy (``loss``) and `classification_metrics` of a split.
+
+    ``token_ids`` and ``labels`` are the split's examples. With ``owners`` (a windowed split:
+    ``owners[e]`` is example ``e``'s text) the examples' probabilities are aggregated into one
+    per text by ``policy.long_text`` and the metrics are per text: ``n`` counts texts and the
+    loss is the mean of ``-log p(label)`` of the aggregated probabilities. Under
+    ``max_batches`` only the texts with a scored example count, each from the examples scored.
 
     The texts are scored in order, in batches of ``batch_size`` collated by ``policy``; only
     the first ``max_batches`` batches when given (a periodic evaluation). With ``group``, this
@@ -82,7 +90,7 @@ def score(
     ``{"n": 0, "loss": nan, "accuracy": nan}``. The caller puts the model in eval mode.
     """
     rank, world_size = (group.rank, group.world_size) if group is not None else (0, 1)
-    total, probs, targets = 0.0, [], []
+    total, probs, targets, scored = 0.0, [], [], []
     for i, (positions, batch) in enumerate(
         batches(token_ids, labels, policy, batch_size, shuffle=False, seed=0)
     ):
@@ -96,22 +104,40 @@ def score(
             total += F.cross_entropy(out, y, reduction="sum").item()
             probs.append(torch.softmax(out, dim=-1).cpu())
             targets.append(batch.labels)
+            scored.append(torch.as_tensor(positions, dtype=torch.long))
         if progress is not None:
             progress(size)
-    parts = [(total, _cat(probs), _cat(targets))]
+    parts = [(total, _cat(probs), _cat(targets), _cat(scored))]
     if group is not None:
         parts = group.all_gather_objects(parts[0])
-    all_targets = [p[2] for p in parts if p[2] is not None]
-    n = sum(len(y) for y in all_targets)
+    parts = [p for p in parts if p[2] is not None]
+    n = sum(len(p[2]) for p in parts)
     if n == 0:
         return {"n": 0, "loss": math.nan, "accuracy": math.nan}
+    all_probs = torch.cat([p[1] for p in parts])
+    all_targets = torch.cat([p[2] for p in parts])
+    if owners is not None:
+        where = torch.cat([p[3] for p in parts]).tolist()
+        return _per_text(all_probs, all_targets, [owners[e] for e in where], policy, label_names)
     loss = sum(p[0] for p in parts) / n
-    return classification_metrics(
-        torch.cat(all_targets).numpy(),
-        torch.cat([p[1] for p in parts if p[1] is not None]).numpy(),
-        label_names,
-        loss=loss,
-    )
+    return classification_metrics(all_targets.numpy(), all_probs.numpy(), label_names, loss=loss)
+
+
+def _per_text(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    owners: list[int],
+    policy: PaddingPolicy,
+    label_names: Sequence[str],
+) -> dict[str, Any]:
+    """`classification_metrics` of the texts whose examples (windows) were scored: each
+    text's probabilities aggregated by the long-text policy, its loss ``-log p(label)``."""
+    texts, text_probs = aggregate_examples(probs, owners, policy.long_text)
+    label_of = dict(zip(owners, targets.tolist(), strict=True))  # a text's windows share it
+    y = torch.tensor([label_of[t] for t in texts], dtype=torch.long)
+    picked = text_probs.gather(1, y[:, None]).squeeze(1)
+    loss = -torch.log(picked.clamp_min(torch.finfo(picked.dtype).tiny)).mean().item()
+    return classification_metrics(y.numpy(), text_probs.numpy(), label_names, loss=loss)
 
 
 def _cat(tensors: list[torch.Tensor]) -> torch.Tensor | None:

@@ -71,3 +71,30 @@ def test_export_speed_smoke_measures_every_engine(tmp_path: Path) -> None:
     results = json.loads(figures.read_text())["results"]
     assert set(results) == {"fp32", "bf16", "int8", "onnxruntime"}
     assert results["onnxruntime"]["max_prob_diff_vs_fp32"] <= 1e-4  # the same model
+
+
+LONG_TEXT_POLICIES = ROOT / "benchmarks" / "long_text_policies.py"
+
+
+@pytest.mark.slow
+def test_long_text_policies_smoke_times_every_policy_against_head(
+    tmp_path: Path, imdb_archive: Path
+) -> None:
+    figures = tmp_path / "figures.json"
+    policies = ["head", "tail", "windows:128", "windows:128,agg=max"]
+    command = [sys.executable, str(LONG_TEXT_POLICIES), "--smoke", "--reviews", "24"]
+    proc = subprocess.run(
+        [*command, "--threads", "1", "--json", str(figures), "--policies", *policies],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"head=1\.00 tail=\d+\.\d\d windows:128=\d+\.\d\d \S+=\d+\.\d\d", last)
+    results = json.loads(figures.read_text())["results"]
+    assert list(results) == policies
+    assert results["head"]["examples"] == results["tail"]["examples"] == 24
+    assert results["windows:128"]["examples"] > 24  # some reviews are over 256 tokens
+    assert results["windows:128"]["examples"] == results["windows:128,agg=max"]["examples"]

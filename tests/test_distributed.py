@@ -34,10 +34,19 @@ def _torchrun(args: list[str], env: dict[str, str] | None = None, timeout: float
     )
 
 
-@pytest.mark.parametrize("trainable", ["last-block", "lora:r=4,alpha=8"])
-def test_two_ranks_match_one_process(tmp_path: Path, trainable: str) -> None:
+@pytest.mark.parametrize(
+    ("trainable", "extra"),
+    [
+        ("last-block", []),
+        ("lora:r=4,alpha=8", []),
+        # windows: each rank scores its rows of every batch of windows; gathered per text
+        ("last-block", ["--max-length", "4", "--long-texts", "windows:2"]),
+    ],
+    ids=["last-block", "lora", "windows"],
+)
+def test_two_ranks_match_one_process(tmp_path: Path, trainable: str, extra: list[str]) -> None:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=30)
-    common = ["--epochs", "2", "--batch-size", "8", "--trainable", trainable]
+    common = ["--epochs", "2", "--batch-size", "8", "--trainable", trainable, *extra]
     log = tmp_path / "events.jsonl"
     ddp = _torchrun(
         [*tiny_fit_args(data, tmp_path / "ddp", *common), "--device", "cpu", "--log-json", str(log)]
@@ -59,6 +68,9 @@ def test_two_ranks_match_one_process(tmp_path: Path, trainable: str) -> None:
     for split in ("train", "validation", "test"):
         assert got[split]["accuracy"] == want[split]["accuracy"]
         assert got[split]["loss"] == pytest.approx(want[split]["loss"], abs=1e-4)
+    if extra:  # the windows run: more windows than texts, metrics per text
+        report = json.loads((tmp_path / "ddp" / "llmclf.json").read_text())["data"]["report"]
+        assert report["examples"]["test"] > report["split_sizes"]["test"] == got["test"]["n"]
 
 
 def test_an_uneven_last_batch_weighs_by_examples_as_on_one_process(tmp_path: Path) -> None:

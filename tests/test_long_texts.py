@@ -32,7 +32,7 @@ def test_head_tail_and_head_plus_tail_keep_exactly_the_right_tokens() -> None:
         assert get_long_text_policy(name).select(TEXT[:6], 8) == TEXT[:6]  # short: whole
 
 
-@pytest.mark.parametrize("name", ["head", "tail", "head+tail", "head+tail:3"])
+@pytest.mark.parametrize("name", ["head", "tail", "head+tail", "head+tail:3", "windows:2"])
 def test_cutting_to_the_cap_then_to_the_width_equals_one_cut(name: str) -> None:
     policy = get_long_text_policy(name)
     for n in range(1, 20):
@@ -47,9 +47,9 @@ def test_names_are_checked_and_listed() -> None:
         get_long_text_policy("head+tail:x")
     with pytest.raises(ConfigError, match="tail takes no parameter"):
         get_long_text_policy("tail:3")
-    assert {"head", "tail", "head+tail"} <= set(llmclf.registries.long_texts.names())
+    assert {"head", "tail", "head+tail", "windows"} <= set(llmclf.registries.long_texts.names())
     listed = CliRunner().invoke(main, ["list", "long_texts"])
-    assert listed.exit_code == 0 and "head+tail" in listed.output
+    assert listed.exit_code == 0 and "head+tail" in listed.output and "windows" in listed.output
 
 
 def test_the_padding_policy_collates_with_it_and_saves_it() -> None:

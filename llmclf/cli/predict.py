@@ -143,7 +143,13 @@ def predict_command(
     click.echo(
         f"read {plural(read, 'row')}, wrote {plural(writer.rows, 'prediction')}"
         + (f" to {output}" if output else "")
-        + f"; {cut_summary(writer.truncated, classifier.max_tokens, writer.tokens_dropped)}",
+        + "; "
+        + cut_summary(
+            writer.truncated,
+            classifier.max_tokens,
+            writer.tokens_dropped,
+            long_texts=classifier.policy.long_text.spec(),
+        ),
         err=True,
     )
 

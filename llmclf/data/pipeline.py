@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from .balance import Balanced
 from .clean import Cleaned, clean
 from .clean import fingerprint as fingerprint_of
 from .labels import LabelMap
-from .long_texts import LongTextPolicy, get_long_text_policy
+from .long_texts import LongTextPolicy, get_long_text_policy, to_examples
 from .padding import token_cap
 from .readers import load_texts  # public here: predict reads its inputs through it
 from .report import DataReport
@@ -47,16 +47,42 @@ __all__ = [
 @dataclass
 class Split:
     """One encoded split; ``row_ids`` are positions in the cleaned dataset (may repeat when
-    oversampling)."""
+    oversampling).
+
+    ``texts``, ``labels``, ``row_ids`` and ``token_counts`` hold one entry per text;
+    ``token_ids`` one per example the model reads. Until `examples` is called (and always for
+    a one-piece long-text policy) that is one per text, cut to the token cap (``owners`` is
+    None); a windowed policy's split keeps every token it reads, and `examples` turns it into
+    its windows, with ``owners[e]`` the position of example ``e``'s text.
+    """
 
     texts: list[str]
     labels: list[int]  # label ids
-    token_ids: list[list[int]]  # truncated to min(max_length, context_length)
+    token_ids: list[list[int]]  # per example; see above
     row_ids: list[int]
     token_counts: list[int] = field(default_factory=list)  # per text, before any cut
+    owners: list[int] | None = None  # example -> its text's position; None: one a text
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def num_examples(self) -> int:
+        """How many examples (windows) the model reads for this split."""
+        return len(self.token_ids)
+
+    @property
+    def example_labels(self) -> list[int]:
+        """Each example's label: its text's."""
+        return self.labels if self.owners is None else [self.labels[t] for t in self.owners]
+
+    def examples(self, long_text: LongTextPolicy, n: int) -> Split:
+        """This split as the examples ``long_text`` reads with a cap of ``n`` tokens: itself
+        for a one-piece policy, every text's windows for a windowed one."""
+        if not getattr(long_text, "windowed", False) or self.owners is not None:
+            return self
+        token_ids, owners = to_examples(self.token_ids, long_text, n)
+        return replace(self, token_ids=token_ids, owners=owners)
 
 
 @dataclass
@@ -330,14 +356,16 @@ def _encode(
     encoded: dict[int, list[int]],
     cut: tuple[LongTextPolicy, int],
 ) -> tuple[Split, int]:
-    """The split of ``row_ids``, its tokens cut to ``cap`` by the long-text policy; and how
-    many texts were cut (``cut`` is the policy and the cap)."""
+    """The split of ``row_ids``, its tokens cut to ``cap`` by the long-text policy (a windowed
+    one keeps every token its windows read); and how many texts were over the cap (``cut`` is
+    the policy and the cap)."""
     long_text, cap = cut
     ids = [encoded[r] for r in row_ids]
+    keep = long_text.reach if getattr(long_text, "windowed", False) else long_text.select
     split = Split(
         texts=[texts[r] for r in row_ids],
         labels=[label_ids[r] for r in row_ids],
-        token_ids=[long_text.select(t, cap) for t in ids],
+        token_ids=[keep(t, cap) for t in ids],
         row_ids=list(row_ids),
         token_counts=[len(t) for t in ids],
     )
@@ -407,7 +435,8 @@ def _report(
             {name: float(weights[i]) for i, name in enumerate(labels.names)} if weights else None
         ),
     )
-    report.record_cuts(cap, {name: s.token_counts for name, (s, _) in splits.items()})
+    counts = {name: s.token_counts for name, (s, _) in splits.items()}
+    report.record_cuts(cap, counts, long_text=get_long_text_policy(spec.long_texts))
     return report
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .long_texts import LongTextPolicy
 
 MOST = 0.5  # a padding policy that cuts more than this share of training texts is warned about
 
@@ -41,6 +44,8 @@ class DataReport:
     html_changed: int | None = None  # texts whose <br /> tags --strip-html replaced (or None)
     long_texts: str = "head"  # which tokens of a text over the cap are kept
     tokenize_seconds: float | None = None  # time to tokenise every text used
+    examples: dict[str, int] | None = None  # windowed policies: split -> windows (examples)
+    windowed: dict[str, int] | None = None  # windowed policies: split -> texts over the cap
 
     def record_cuts(
         self,
@@ -48,16 +53,23 @@ class DataReport:
         token_counts: Mapping[str, Sequence[int]],
         padding: str | None = None,
         batch_width: int | None = None,
+        *,
+        long_text: LongTextPolicy | None = None,
     ) -> str | None:
         """Count, per split, the texts and tokens cut by keeping ``max_tokens`` tokens a text.
 
         ``token_counts`` are each split's token counts before any cut. The Trainer calls this
         again once the padding policy has learned its length, so the report shows the length
         training really used. Returns (and keeps) a warning when most training texts are cut.
+        With a windowed ``long_text`` (``windows``) a text over the cap is read in several
+        windows of ``max_tokens`` rather than cut: it counts its windows (`examples`) and the
+        texts over the cap (`windowed`), and as cut only the tokens a window limit leaves out.
         """
         self.max_tokens = max_tokens
         self.padding = padding
         self.batch_width = batch_width
+        if long_text is not None and getattr(long_text, "windowed", False):
+            return self._record_windows(max_tokens, token_counts, long_text)
         self.truncated = {s: sum(n > max_tokens for n in c) for s, c in token_counts.items()}
         self.tokens_dropped = {
             s: sum(max(0, n - max_tokens) for n in c) for s, c in token_counts.items()
@@ -76,6 +88,22 @@ class DataReport:
         )
         self.cut_warning = warning
         return warning
+
+    def _record_windows(
+        self, n: int, token_counts: Mapping[str, Sequence[int]], long_text: LongTextPolicy
+    ) -> None:
+        """`record_cuts` for a windowed policy: windows, texts over the cap, tokens left out."""
+        self.cut_warning = None
+        self.examples = {s: sum(long_text.count(k, n) for k in c) for s, c in token_counts.items()}
+        self.windowed = {s: sum(k > n for k in c) for s, c in token_counts.items()}
+        read = {s: [long_text.tokens_read(k, n) for k in c] for s, c in token_counts.items()}
+        self.truncated = {
+            s: sum(r < k for r, k in zip(read[s], c, strict=True)) for s, c in token_counts.items()
+        }
+        self.tokens_dropped = {
+            s: sum(k - r for r, k in zip(read[s], c, strict=True)) for s, c in token_counts.items()
+        }
+        return None
 
     @property
     def rows_dropped(self) -> int:
@@ -114,9 +142,19 @@ class DataReport:
         if self.max_length is not None and self.max_length > self.max_tokens:
             used += f" (--max-length {self.max_length:,} asked)"
         used += f"; long texts: {escape(self.long_texts)}"
-        summary.add_row("tokens used per text", f"at most {used}")
+        if self.examples is not None:  # a windowed policy reads every token, a window at a time
+            summary.add_row("tokens used per text", f"all, in windows of {used}")
+        else:
+            summary.add_row("tokens used per text", f"at most {used}")
         if self.tokenize_seconds is not None:
             summary.add_row("tokenised in", f"{self.tokenize_seconds:.2f} s")
+        for split, windows in (self.examples or {}).items():
+            over = (self.windowed or {}).get(split, 0)
+            summary.add_row(
+                f"windows: {split}",
+                f"{self.split_sizes.get(split, 0):,} texts -> {windows:,} windows "
+                f"({over:,} texts over the cap)",
+            )
         for split, count in self.truncated.items():
             dropped = self.tokens_dropped.get(split, 0)
             summary.add_row(f"cut: {split}", f"{count:,} texts, {dropped:,} tokens")

@@ -73,7 +73,9 @@ class DataSpec:
     long_texts: str = option(
         "head",
         "Which tokens of a text longer than the cap are kept: head, tail, head+tail[:K] (first "
-        "K, default a quarter of the cap, and the last ones), or a plugin's.",
+        "K, default a quarter of the cap, and the last ones), windows[:S][,agg=max]"
+        "[,max_windows=M] (every token, in windows of the cap S tokens apart, default half "
+        "the cap; one prediction a text from the windows' mean or max), or a plugin's.",
         metavar="POLICY",
     )
     bucket: bool = option(False, "Length-bucketed training batches (pad-batch only).")

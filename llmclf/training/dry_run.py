@@ -87,6 +87,14 @@ class DryRunReport:
             f"padding {self.padding['policy']}: keeps {self.padding['tokens_kept']} tokens a "
             f"text; {self.padding['waste']:.1%} of the positions of epoch 1's batches are padding"
         )
+        if self.data.get("examples"):  # a windowed long-text policy
+            sizes, over = self.data["split_sizes"], self.data.get("windowed") or {}
+            counts = ", ".join(
+                f"{split} {sizes.get(split, 0):,} texts -> {n:,} windows "
+                f"({over.get(split, 0):,} over the cap)"
+                for split, n in self.data["examples"].items()
+            )
+            lines.append(f"long texts {self.data['long_texts']}: {counts}")
         lines.append(f"parameters: {p['trainable']:,} trainable of {p['total']:,} ({p['policy']})")
         size = f", {c['bytes'] / 2**20:.1f} MiB in {c['where']}" if c["applies"] else ""
         lines.append(f"frozen-trunk cache: {'yes' if c['applies'] else 'no'}{size} ({c['note']})")
@@ -169,7 +177,7 @@ def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
     real = total = 0
     for _, batch in batches(
         data.train.token_ids,
-        data.train.labels,
+        data.train.example_labels,
         policy,
         cfg.batch_size,
         shuffle=True,
@@ -217,7 +225,7 @@ def _calibrate(
     of the cache build, timed on epoch 1's first batches (see `_timed`)."""
     drawn = batches(  # epoch 1's first batches, drawn exactly as training draws them
         data.train.token_ids,
-        data.train.labels,
+        data.train.example_labels,
         policy,
         cfg.batch_size,
         shuffle=True,
@@ -227,7 +235,7 @@ def _calibrate(
     picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
-    labels = [data.train.labels[p] for p in order]
+    labels = [data.train.example_labels[p] for p in order]
     amp = partial(autocast, device, amp_dtype)
     trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp)
     forward = BatchForward(model)
@@ -330,7 +338,7 @@ def _work(cfg: TrainConfig, data: Any, policy: Any) -> _Work:
     """Count the positions of the batches the run makes, with the loader's own grouping."""
 
     def positions(name: str, *, shuffle: bool, limit: int | None = None) -> tuple[int, int]:
-        counts = getattr(data, name).token_counts
+        counts = [len(ids) for ids in getattr(data, name).token_ids]  # per example (window)
         groups = batch_positions(
             counts, cfg.batch_size, shuffle=shuffle, seed=cfg.seed, bucket=cfg.bucket and shuffle
         )[:limit]
@@ -352,8 +360,10 @@ def _work(cfg: TrainConfig, data: Any, policy: Any) -> _Work:
         epochs=cfg.epochs,
         train=train,
         evaluation=cfg.epochs * (evaluations * periodic + epoch_end) + final,
-        cache_tokens=sum(min(n, keep) for name in SPLITS for n in getattr(data, name).token_counts),
-        mean_width=train / max(len(data.train), 1),
+        cache_tokens=sum(
+            min(len(ids), keep) for name in SPLITS for ids in getattr(data, name).token_ids
+        ),
+        mean_width=train / max(data.train.num_examples, 1),
     )
 
 

@@ -155,7 +155,7 @@ class TrainingLoop:
         split: Split = getattr(self.data, name)
         for positions, batch in batches(
             split.token_ids,
-            split.labels,
+            split.example_labels,  # a windowed split: every window has its text's label
             self.policy,
             self.cfg.batch_size,
             shuffle=shuffle,
@@ -191,8 +191,9 @@ class TrainingLoop:
             metrics = score(
                 partial(self._logits, name),
                 split.token_ids,
-                split.labels,
+                split.example_labels,
                 self.policy,
+                owners=split.owners,  # a windowed split is scored per text
                 label_names=self.data.labels.names,
                 batch_size=self.cfg.batch_size,
                 max_batches=max_batches,
@@ -211,7 +212,7 @@ class TrainingLoop:
         stopping), saving the model, progress and resume state after each epoch."""
         cfg = self.cfg
         self.model.train()
-        steps = math.ceil(len(self.data.train) / cfg.batch_size)
+        steps = math.ceil(self.data.train.num_examples / cfg.batch_size)
         for epoch in range(self.epochs_completed, cfg.epochs):
             self.reporter.event("epoch_start", epoch=epoch + 1, epochs=cfg.epochs, steps=steps)
             started = time.perf_counter()

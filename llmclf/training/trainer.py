@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..data.long_texts import get_long_text_policy
-from ..data.padding import check_combination
+from ..data.padding import check_combination, token_cap
 from ..data.pipeline import PreparedData, Split, prepare_data
 from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
@@ -55,8 +55,12 @@ def check_names(config: TrainConfig) -> None:
     padding and pooling that would make predictions depend on their batch."""
     check_combination(config.padding, config.pooling, config.max_length)
     balancers.get(config.balance)
-    backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
-    get_long_text_policy(config.long_texts)
+    entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    long_text = get_long_text_policy(config.long_texts)
+    if entry.context_length or config.max_length:  # a plugin's builder may say it only once built
+        check_cap = getattr(long_text, "check_cap", None)
+        if check_cap is not None:
+            check_cap(token_cap(config.max_length, entry.context_length or config.max_length))
     find_dataset(config.dataset)
 
 
@@ -219,6 +223,9 @@ class Trainer:
                 )
         policy.fit([len(ids) for ids in data.train.token_ids])
         self._report_cuts(data, policy)
+        for name in SPLITS:  # a windowed long-text policy: each text becomes its windows
+            split = getattr(data, name)
+            setattr(data, name, split.examples(policy.long_text, policy.keep()))
         return data, policy
 
     def _build_model(
@@ -297,7 +304,7 @@ class Trainer:
         else:
             loop.save_model()
         scored = [name for name in SPLITS if len(getattr(data, name))]
-        steps = sum(math.ceil(len(getattr(data, name)) / cfg.batch_size) for name in scored)
+        steps = sum(math.ceil(getattr(data, name).num_examples / cfg.batch_size) for name in scored)
         with Phase(self.reporter, "final evaluation", total=steps) as phase:
             return {
                 name: loop.evaluate(name, max_batches=None, progress=phase.advance)["metrics"]
@@ -334,6 +341,7 @@ class Trainer:
             {name: getattr(data, name).token_counts for name in SPLITS},
             self.config.padding,
             policy.length if policy.fixed_width else None,
+            long_text=policy.long_text,
         )
         if warning:
             self.reporter.event("message", text=f"warning: {warning}")
@@ -385,7 +393,9 @@ class Trainer:
             reduced = amp_dtype is not None and cfg.pooling != "last"
             multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
             splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
-            mine = sum(len(range(ctx.rank, len(split), ctx.world_size)) for _, split in splits)
+            mine = sum(
+                len(range(ctx.rank, split.num_examples, ctx.world_size)) for _, split in splits
+            )
             with Phase(self.reporter, "trunk cache", total=mine) as phase:
                 for name, split in splits:
                     if len(split):
