@@ -23,7 +23,7 @@ from .errors import AssetError, CheckpointError, ConfigError
 from .export import RECORD_FILE, read_record
 from .export.onnx_graph import INPUTS, MODEL_FILE, OUTPUT
 from .training.device import check_device
-from .training.manifest import upgrade_manifest
+from .training.manifest import model_spec, upgrade_manifest
 
 if TYPE_CHECKING:
     from .inference import Classifier
@@ -100,7 +100,8 @@ def load_export(
         raise CheckpointError(f"{path}: tokenizer files are missing or corrupt ({exc})") from None
     try:
         manifest = upgrade_manifest(manifest, path / RECORD_FILE)
-        context = manifest["model"]["config"]["context_length"]
+        # the family's own config knows its context (GPT-2: n_ctx; Llama: max_position_embeddings)
+        context = model_spec(manifest, path / RECORD_FILE).check().context_length
         policy = policy_from_state(manifest["padding"], context, tokenizer.pad_id)
         pooling, labels = manifest["model"]["pooling"], list(manifest["labels"])
     except (KeyError, TypeError, ConfigError, CheckpointError) as exc:

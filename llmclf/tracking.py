@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import LlmclfError, UsageError
+from .errors import ConfigError, LlmclfError, UsageError
 from .training.reporting import Reporter
 
 TRACKERS = ("tensorboard", "mlflow")
@@ -178,11 +178,21 @@ class MlflowReporter(_TrackerReporter):
     def start(self, config: dict[str, Any], output_dir: Path) -> None:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(self.tracking_uri)
-        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-        experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-        run = client.create_run(experiment_id, run_name=output_dir.name)
+        try:
+            client = MlflowClient(self.tracking_uri)
+            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            experiment = client.get_experiment_by_name(name)
+            experiment_id = (
+                experiment.experiment_id if experiment else client.create_experiment(name)
+            )
+            run = client.create_run(experiment_id, run_name=output_dir.name)
+        except Exception as exc:  # MLflow raises many kinds for a store it cannot use
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(
+                f"--log-to mlflow: MLflow cannot start a run ({type(exc).__name__}: {first}); "
+                "set MLFLOW_TRACKING_URI to a server (http://...) or to file:./mlruns with "
+                "MLFLOW_ALLOW_FILE_STORE=true"
+            ) from None
         self._client, self.run_id = client, run.info.run_id
         from mlflow.entities import Param
 

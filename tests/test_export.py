@@ -297,3 +297,14 @@ def test_output_is_never_clobbered(runs: dict[str, Path], tmp_path: Path) -> Non
     export_run(runs["plain"], out, format="onnx", overwrite=True)
     assert {p.name for p in out.iterdir()} == ONNX_FILES | {"README.md"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+@pytest.mark.parametrize("backbone", ["llama-tiny", "qwen3-tiny"])
+def test_an_onnx_export_of_each_modern_family_predicts_like_pytorch(
+    tmp_path: Path, backbone: str
+) -> None:
+    run = fit_tiny_run(tmp_path, 12, "--backbone", backbone, "--trainable", "lora")
+    directory = export_run(run, tmp_path / "onnx", format="onnx")
+    want = Classifier.load(run, device="cpu").predict_proba(TEXTS, batch_size=3)
+    got = Classifier.load(directory, engine="onnxruntime").predict_proba(TEXTS, batch_size=3)
+    assert (want - got).abs().max().item() <= 1e-4

@@ -95,6 +95,28 @@ def test_log_to_takes_a_comma_list_or_repeats_and_refuses_unknown_names(tmp_path
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("Error: --log-to: unknown tracker 'wandb'")
     assert not (tmp_path / "runs").exists()
+    dry = CliRunner().invoke(
+        main, ["fit", "--dataset", str(data), "--log-to", "wandb", "--dry-run"]
+    )
+    assert dry.exit_code == 2 and "unknown tracker 'wandb'" in dry.stderr
+
+
+def test_an_mlflow_store_it_cannot_use_is_one_line_and_leaves_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:" + str(tmp_path / "mlruns"))
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # MLflow 3 refuses file stores
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=5)
+    out = tmp_path / "run"
+    args = [*tiny_fit_args(data, out), "--log-to", "mlflow", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    if result.exit_code == 0:
+        pytest.skip("this MLflow still writes file stores without MLFLOW_ALLOW_FILE_STORE")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: --log-to mlflow: MLflow cannot start a run")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:

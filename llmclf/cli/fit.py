@@ -146,12 +146,13 @@ def fit_command(
 
     if as_json and not dry_run:
         raise click.UsageError("--json goes with --dry-run")
+    tracker_names = parse_log_to(log_to)  # a mistyped tracker fails a dry run too
     if dry_run:
         if resume:
             raise click.UsageError("--dry-run starts a new run; drop --resume")
         _dry_run(config_file, options, quiet=quiet or as_json, as_json=as_json)
         return
-    trackers = [make_tracker(n, tensorboard_dir=tensorboard_dir) for n in parse_log_to(log_to)]
+    trackers = [make_tracker(n, tensorboard_dir=tensorboard_dir) for n in tracker_names]
     reporters: list[Reporter] = [] if quiet else [RichReporter()]
     if log_json:
         reporters.append(JsonLinesReporter(log_json))

@@ -127,7 +127,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     amp_dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     entry = backbone_entry(cfg.backbone)
-    tokenizer = get_tokenizer(entry.tokenizer)
+    tokenizer = get_tokenizer(entry.tokenizer, entry.tokenizer_dir())
     started = time.perf_counter()
     backbone = trainer._build_backbone(entry)  # the Trainer's own steps, so nothing differs
     measured = {"backbone": time.perf_counter() - started}
@@ -140,6 +140,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
         entry, backbone, parse_trainable(cfg.trainable), len(data.labels), device
     )
     cache = _cache(cfg, model, data, policy, trainable)
+    trainer._report_setup(data, trainable, cache["note"])  # the data report, as fit shows it
     calibration = _calibrate(cfg, model, trainable, data, policy, device, amp_dtype, cache)
     work = _work(cfg, data, policy)
     return DryRunReport(
