@@ -116,3 +116,28 @@ def test_the_policy_decides_what_is_learnt_and_survives_a_save(
             check_hf(clf)
     else:
         check_hf(clf)  # head cuts the right side, tail the left (truncation_side)
+
+
+@pytest.mark.parametrize(
+    ("padding", "fixes"),
+    [
+        ("pad-batch", "; raise --max-length or read every token with --long-texts windows"),
+        (
+            "truncate-dataset",
+            "; raise --max-length, use --padding pad-batch or read every token with "
+            "--long-texts windows",
+        ),
+    ],
+)
+def test_the_cut_warning_names_fixes_that_change_something(padding: str, fixes: str) -> None:
+    from llmclf.data.report import DataReport
+
+    empty = dict.fromkeys(("dataset", "balance", "balance_scope"), "") | dict.fromkeys(
+        ("rows_read", "rows_kept", "max_tokens"), 0
+    )
+    fields = ("dropped", "class_counts", "balanced_counts", "split_sizes", "split_class_counts")
+    empty |= {name: {} for name in fields} | {"truncated": {}, "labels": []}
+    report = DataReport(**empty, predefined_splits=False)
+    warning = report.record_cuts(8, {"train": [20, 30, 5]}, padding)
+    assert warning is not None and warning.endswith(fixes)
+    assert warning.startswith(f"padding {padding} cuts 2 of 3 training texts")

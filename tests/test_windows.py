@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import tiny_config, tiny_fit_args
+from helpers import tiny_config, tiny_fit_args, write_topic_csv
 from rich.console import Console
 from test_batch_independence import LONG, assert_independent, untrained
 from test_long_texts import signal_at_the_end
@@ -33,6 +33,7 @@ from llmclf.export.hf import check_hf
 from llmclf.scoring import score
 from llmclf.training import checkpoint as ckpt
 from llmclf.training.dry_run import dry_run
+from llmclf.training.trainer import check_names
 
 TEXT = list(range(20))
 CAP = 16  # the trained run's --max-length; its texts are 31 tokens with the label word last
@@ -342,3 +343,19 @@ def test_without_the_cache_evaluate_also_reproduces_metrics_json(tmp_path: Path)
     assert again["n"] == saved["test"]["n"] == 24
     assert again["accuracy"] == saved["test"]["accuracy"]
     assert again["loss"] == pytest.approx(saved["test"]["loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "spec", ["windows:stride=64,stride=32", "windows:64,64", "windows:64,agg=max,agg=mean"]
+)
+def test_a_setting_given_twice_is_refused(spec: str) -> None:
+    with pytest.raises(ConfigError, match="given twice"):
+        get_long_text_policy(spec)
+
+
+def test_a_head_as_long_as_the_cap_is_refused_at_fit(tmp_path: Path) -> None:
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=5)
+    config = tiny_config(data, tmp_path / "run", long_texts="head+tail:32", max_length=32)
+    with pytest.raises(ConfigError, match=r"use K < 32 \(e\.g\. head\+tail:8\)"):
+        check_names(config)
+    check_names(tiny_config(data, tmp_path / "run", long_texts="head+tail:31", max_length=32))

@@ -8,7 +8,11 @@ from ..registries import ALL
 
 
 @click.command("list")
-@click.argument("kind", required=False, type=click.Choice(sorted(ALL)))
+@click.argument(
+    "kind",
+    required=False,
+    type=click.Choice([*sorted(ALL), "long-texts"]),  # as the option is spelled: --long-texts
+)
 def list_command(kind: str | None) -> None:
     """List registered datasets, balancers, padding policies and backbones."""
     from rich.console import Console
@@ -16,6 +20,7 @@ def list_command(kind: str | None) -> None:
     from rich.table import Table
 
     console = Console(soft_wrap=True)
+    kind = kind.replace("-", "_") if kind else None
     for name in [kind] if kind else list(ALL):
         registry = ALL[name]
         table = Table(title=name, title_justify="left", show_edge=False)

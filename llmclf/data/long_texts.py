@@ -127,13 +127,22 @@ class HeadTail(LongTextPolicy):
         k = min(self.head if self.head is not None else n // 4, n)
         return list(ids[:k]) + list(ids[len(ids) - (n - k) :]) if n > k else list(ids[:k])
 
+    def check_cap(self, n: int) -> None:
+        """Refuse a head of K >= the cap ``n``: it would read the head only, silently."""
+        if self.head is not None and self.head >= n:
+            raise ConfigError(
+                f"long_texts {self.spec()}: {self.head} head tokens leave no room for the tail "
+                f"within the {n}-token cap; use K < {n} (e.g. head+tail:{max(n // 4, 1)}) or "
+                "raise --max-length"
+            )
+
     def spec(self) -> str:
         return self.name if self.head is None else f"{self.name}:{self.head}"
 
 
 @long_texts.register("windows", builtin=True)
 class Windows(LongTextPolicy):
-    """Read every token in overlapping windows of the cap, ``stride`` tokens apart.
+    """Read every token in overlapping windows of the cap, a stride apart (mean or max).
 
     Spec: ``windows[:ITEMS]``, ITEMS comma-separated: the stride as a bare number or
     ``stride=S`` (default: half the cap), ``agg=mean|max`` (how the windows' probabilities
@@ -154,10 +163,18 @@ class Windows(LongTextPolicy):
         self.stride: int | None = None
         self.agg = "mean"
         self.max_windows: int | None = None
+        seen: set[str] = set()
         for item in param.split(",") if param is not None else []:
             key, eq, value = item.strip().partition("=")
             if not eq:
                 key, value = "stride", key
+            key = key.replace("-", "_")
+            if key in seen:
+                raise ConfigError(
+                    f"windows: {key} is given twice in {param!r}; give each setting once, "
+                    "e.g. windows:128,agg=max"
+                )
+            seen.add(key)
             if key == "stride":
                 self.stride = _whole(value, "windows: the stride", "windows:128")
             elif key == "agg":
@@ -167,7 +184,7 @@ class Windows(LongTextPolicy):
                         "e.g. windows:128,agg=max"
                     )
                 self.agg = value
-            elif key in ("max_windows", "max-windows"):
+            elif key == "max_windows":
                 example = "windows:128,max_windows=16"
                 self.max_windows = _whole(value, "windows: max_windows", example)
             else:

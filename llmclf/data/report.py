@@ -81,10 +81,14 @@ class DataReport:
             return None
         lost = self.tokens_dropped["train"] / max(total, 1)
         by = f"padding {padding}" if padding else "the token cap"
+        fixes = ["raise --max-length"]
+        if padding and padding != "pad-batch":
+            fixes.append("use --padding pad-batch")
+        fixes.append("read every token with --long-texts windows")
         warning = (
             f"{by} cuts {cut:,} of {len(train):,} training texts ({cut / len(train):.0%}) to "
-            f"{max_tokens:,} tokens, dropping {lost:.0%} of their tokens; raise --max-length "
-            "or use --padding pad-batch"
+            f"{max_tokens:,} tokens, dropping {lost:.0%} of their tokens; "
+            f"{', '.join(fixes[:-1])} or {fixes[-1]}"
         )
         self.cut_warning = warning
         return warning
@@ -143,7 +147,8 @@ class DataReport:
             used += f" (--max-length {self.max_length:,} asked)"
         used += f"; long texts: {escape(self.long_texts)}"
         if self.examples is not None:  # a windowed policy reads every token, a window at a time
-            summary.add_row("tokens used per text", f"all, in windows of {used}")
+            every = "all" if not any(self.tokens_dropped.values()) else "all but those dropped"
+            summary.add_row("tokens used per text", f"{every}, in windows of {used}")
         else:
             summary.add_row("tokens used per text", f"at most {used}")
         if self.tokenize_seconds is not None:

@@ -70,10 +70,16 @@ class ModelChoice:
         "pretrained, random, or a path to a model.safetensors (or its directory).",
         metavar="WEIGHTS",
     )
-    pooling: str = option("last-token", "Which token's state the head reads.", choices=POOLINGS)
+    pooling: str = option(
+        "last-token",
+        "Which state the head reads: last-token (the last real token), last (the last "
+        "position, padding included: the book's), first, or mean (over real tokens).",
+        choices=POOLINGS,
+    )
     trainable: str = option(
         "last-block",
-        "What trains: head, last-block, last-blocks:N, all, lora, or lora:r=R,alpha=A.",
+        "What trains: head, last-block, last-blocks:N, all, lora (r 8, alpha 16), or "
+        "lora:r=R,alpha=A.",
         metavar="POLICY",
     )
     dropout: float = option(0.0, "Dropout rate during training.")
