@@ -3,6 +3,7 @@
     python benchmarks/compare.py            # the full comparison (about half an hour on 2 cores)
     python benchmarks/compare.py --quick    # under 5 minutes on 2 cores: projections, subsets
     python benchmarks/compare.py --smoke    # seconds: every measurement on gpt2-tiny, a few texts
+    python benchmarks/compare.py --imdb     # only the IMDb measurements (benchmarks/imdb.py)
 
 Every measurement runs in its own process (peak RSS is per implementation) with the same
 thread count, on the same data: the SMS Spam Collection, undersampled and split as llmclf's
@@ -28,6 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import imdb  # noqa: E402
 import report  # noqa: E402
 
 RESULT_PREFIX = "@@result "
@@ -86,6 +88,11 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
             "epochs": 1 if smoke else 2 if quick else 5,
             "lr": 1e-3,
         },
+        **(
+            imdb.modes(1.0, threads, work, {"tiny", "recipe", "rss", "bucket"})
+            if mode == "full"
+            else {}
+        ),
     }
 
 
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="under 5 minutes; projected fits")
     group.add_argument("--smoke", action="store_true", help="gpt2-tiny, a few texts: seconds")
+    group.add_argument("--imdb", action="store_true", help="only IMDb (imdb.py; hours)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--inline", action="store_true", help="no subprocesses (no peak RSS)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
@@ -150,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
+    if args.imdb:
+        return imdb.main(
+            [f"--threads={args.threads}"] + ([f"--json={args.json}"] if args.json else [])
+        )
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llmclf-bench-") as tmp:
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             note = f", CPU share {share:.2f}" if share is not None else ""
             print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s{note}", flush=True)
         results["wall_s"] = time.perf_counter() - started
-    print(report.render(results))
+    print(report.render(results) + (imdb.render(results) if mode == "full" else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(report.final_line(results))

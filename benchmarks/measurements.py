@@ -393,3 +393,7 @@ WORKERS = {
     "predict-hf": predict_hf,
     "fast-vs-plain": fast_vs_plain,
 }
+
+import imdb  # noqa: E402  (benchmarks/imdb.py: the IMDb workers)
+
+WORKERS |= imdb.WORKERS
