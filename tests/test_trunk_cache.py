@@ -149,7 +149,7 @@ def test_a_cache_over_the_memory_budget_spills_to_a_file_and_trains_the_same(
     monkeypatch.setattr("llmclf.training.trainer.available_memory_bytes", lambda: 0)
     spilled, spilled_metrics, events = _run(tmp_path, "spilled", cache_dir=str(spill))
     assert "in memory" in _cache_note(memory_events)
-    assert f"in file in {spill}" in _cache_note(events)
+    assert f"in a memory-mapped file in {spill}" in _cache_note(events)
     assert not any(spill.iterdir())  # the file was deleted once mapped: nothing is left behind
     assert [(h["train_loss"], h["val_loss"]) for h in spilled] == [
         (h["train_loss"], h["val_loss"]) for h in in_memory
@@ -201,7 +201,7 @@ def test_pooled_vectors_give_the_logits_of_the_whole_model(pooling: str) -> None
     cache = build_trunk_cache(
         model, texts, policy, 2, torch.device("cpu"), nullcontext, batch_size=2, layout=layout
     )
-    assert tuple(cache.data.shape) == (5, 32)
+    assert tuple(cache.data.shape) == (6, 32)  # a vector per text, and the zero row
     for positions in ([0, 1, 2], [4, 3], [2]):
         batch = policy.collate([texts[i] for i in positions])
         pooled = cache.assemble(positions, batch, torch.device("cpu"))

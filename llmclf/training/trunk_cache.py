@@ -50,14 +50,15 @@ class TrunkCache:
     """What the frozen part of the model computes for every text of one split, in one buffer.
 
     Token states (the default): the hidden states after block ``end_layer - 1`` of every text,
-    concatenated into one ``(rows, C)`` buffer; text ``i`` holds rows
-    ``offsets[i] : offsets[i] + lengths[i]``. Pooled (``pooled=True``, when only the head
-    trains): one ``(C,)`` vector per text, the final norm and the pooling already applied.
+    concatenated into one ``(rows + 1, C)`` buffer whose last row is zeros (read for padding);
+    text ``i`` holds rows ``offsets[i] : offsets[i] + lengths[i]``. Pooled (``pooled=True``,
+    when only the head trains): one ``(C,)`` vector per text, the final norm and the pooling
+    already applied.
     The buffer is in memory or a memory-mapped file (``location`` says which).
     """
 
     end_layer: int
-    data: torch.Tensor  # (rows, C): token states, or one pooled vector per text
+    data: torch.Tensor  # (rows + 1, C): token states, or one pooled vector per text; zero row last
     offsets: torch.Tensor  # (N,) int64: the first row of each text
     lengths: torch.Tensor  # (N,) int64: the rows of each text (1 for a pooled cache)
     width_multiple: int = 1  # assembled batches are this many positions wide, or a multiple
@@ -67,6 +68,7 @@ class TrunkCache:
 
     @property
     def nbytes(self) -> int:
+        """The buffer's size in bytes."""
         return self.data.numel() * self.data.element_size()
 
     def assemble(
@@ -84,10 +86,10 @@ class TrunkCache:
             return self.data.index_select(0, rows).to(device, torch.float32, non_blocking=True)
         t = round_width(batch.input_ids.shape[1], self.width_multiple)
         steps = torch.arange(t)
-        real = steps < self.lengths[rows].clamp(max=t)[:, None]  # (B, T)
-        index = torch.where(real, self.offsets[rows][:, None] + steps, 0)  # (B, T)
+        real = steps < self.lengths[rows][:, None]  # (B, T)
+        # padding reads the buffer's last row, which is all zeros: one pass, no mask
+        index = torch.where(real, self.offsets[rows][:, None] + steps, self.data.shape[0] - 1)
         out = self.data.index_select(0, index.flatten()).view(len(rows), t, -1)
-        out.masked_fill_(~real[..., None], 0)
         return out.to(device, non_blocking=True).float()
 
     def release(self) -> None:
@@ -224,7 +226,11 @@ class CacheLayout:
             leftover = None
         except OSError:  # a system that cannot delete a mapped file
             leftover = Path(name)
-        return data[: rows * width].view(rows, width), f"file in {self.spill_dir}", leftover
+        return (
+            data[: rows * width].view(rows, width),
+            f"a memory-mapped file in {self.spill_dir}",
+            leftover,
+        )
 
 
 def cache_batches(
@@ -287,7 +293,8 @@ def build_trunk_cache(
     ctx, layout = ctx or DistContext(), layout or CacheLayout()
     rows = torch.tensor(cache_rows(token_ids, policy, layout.pooled), dtype=torch.long)
     offsets = torch.cumsum(rows, 0) - rows
-    data, location, leftover = layout.allocate(int(rows.sum()), model.backbone.config.n_embd)
+    data, location, leftover = layout.allocate(int(rows.sum()) + 1, model.backbone.config.n_embd)
+    data[-1] = 0  # what `TrunkCache.assemble` reads for padding
     was_training = model.training
     model.eval()
     limit = model.backbone.config.context_length
