@@ -71,3 +71,28 @@ def test_export_speed_smoke_measures_every_engine(tmp_path: Path) -> None:
     results = json.loads(figures.read_text())["results"]
     assert set(results) == {"fp32", "bf16", "int8", "onnxruntime"}
     assert results["onnxruntime"]["max_prob_diff_vs_fp32"] <= 1e-4  # the same model
+
+
+@pytest.mark.slow
+def test_imdb_benchmark_runs_and_a_spilled_cache_trains_like_one_in_memory(
+    tmp_path: Path, imdb_archive: Path
+) -> None:
+    """benchmarks/imdb.py end to end on 40 reviews: the rss measurement and its spilled twin."""
+    figures = tmp_path / "imdb.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "imdb.py"), "--only", "rss"]
+    command += ["--scale", "0.0001", "--max-length", "32", "--threads", "1"]
+    proc = subprocess.run(
+        [*command, "--json", str(figures), "--work", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(figures.read_text())
+    memory, spilled = results["imdb-fit rss-40"], results["imdb-fit rss-40-spilled"]
+    assert "in memory" in memory["cache"]
+    assert f"memory-mapped file in {tmp_path / 'work'}" in spilled["cache"]
+    assert spilled["test_accuracy"] == memory["test_accuracy"]
+    assert spilled["sizes"] == memory["sizes"] and 0 < sum(memory["sizes"].values()) <= 40
+    assert "rss-40" in proc.stdout and "peak RSS" in proc.stdout
