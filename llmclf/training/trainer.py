@@ -35,11 +35,11 @@ from .trunk_cache import (
     TrunkCache,
     available_memory_bytes,
     build_trunk_cache,
-    cache_bytes,
     cache_decision,
     describe_caches,
     plan_storage,
     pooled_cache,
+    split_needs,
     storage_dtype,
 )
 
@@ -379,16 +379,9 @@ class Trainer:
         dtype = storage_dtype(amp_dtype, pooled)
         plan = None
         if use:
-            needs = {
-                name: cache_bytes(
-                    getattr(data, name).token_ids,
-                    policy,
-                    model.backbone.config.n_embd,
-                    itemsize=dtype.itemsize,
-                    pooled=pooled,
-                )
-                for name in SPLITS
-            }
+            token_ids = {name: getattr(data, name).token_ids for name in SPLITS}
+            width = model.backbone.config.n_embd
+            needs = split_needs(token_ids, policy, width, dtype=dtype, pooled=pooled)
             budget = int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION)
             spill_dir = Path(cfg.cache_dir) if cfg.cache_dir else work
             plan, refusal = plan_storage(needs, budget, spill_dir)

@@ -159,6 +159,21 @@ def cache_bytes(
     return sum(cache_rows(token_ids, policy, pooled)) * width * itemsize
 
 
+def split_needs(
+    splits: Mapping[str, Sequence[Sequence[int]]],
+    policy: PaddingPolicy,
+    width: int,
+    *,
+    dtype: torch.dtype,
+    pooled: bool,
+) -> dict[str, int]:
+    """`cache_bytes` of each split's token ids, by split name."""
+    return {
+        name: cache_bytes(ids, policy, width, itemsize=dtype.itemsize, pooled=pooled)
+        for name, ids in splits.items()
+    }
+
+
 def available_memory_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
