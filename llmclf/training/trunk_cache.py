@@ -214,7 +214,10 @@ def plan_storage(
 
 
 def gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    """``n`` bytes in words: ``1.4 GiB``, ``12 MiB``, ``731 KiB``."""
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 @dataclass(frozen=True)
