@@ -4,6 +4,7 @@
     python benchmarks/compare.py --quick    # under 5 minutes on 2 cores: projections, subsets
     python benchmarks/compare.py --smoke    # seconds: every measurement on gpt2-tiny, a few texts
     python benchmarks/compare.py --llama    # only the Llama family (SmolLM2-135M's shape; ~15 min)
+    python benchmarks/compare.py --imdb     # only the IMDb measurements (benchmarks/imdb.py)
 
 Every measurement runs in its own process (peak RSS is per implementation) with the same
 thread count, on the same data: the SMS Spam Collection, undersampled and split as llmclf's
@@ -30,11 +31,22 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import imdb  # noqa: E402
 import report  # noqa: E402
 
 RESULT_PREFIX = "@@result "
 SMOKE_PER_CLASS = 24
 QUICK_TEST_TEXTS = 150  # --quick predicts the first 150 test texts
+
+
+def matmul_plan(mode: str, threads: int) -> dict[str, Any]:
+    """The matmul peak's parameters: every report states its figures against that peak."""
+    smoke, quick = mode == "smoke", mode == "quick"
+    return {
+        "threads": threads,
+        "sizes": [256] if smoke else [1024, 2048] if quick else [1024, 2048, 3072],
+        "seconds": 0.02 if smoke else 0.3 if quick else 0.6,
+    }
 
 
 def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[str, Any]]:
@@ -53,11 +65,7 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
         "batch_size": 32,
     }
     return {
-        "matmul": {
-            "threads": threads,
-            "sizes": [256] if smoke else [1024, 2048] if quick else [1024, 2048, 3072],
-            "seconds": 0.02 if smoke else 0.3 if quick else 0.6,
-        },
+        "matmul": matmul_plan(mode, threads),
         "fit-llmclf fp32": {
             **common,
             "epochs": fit_epochs,
@@ -88,6 +96,11 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
             "epochs": 1 if smoke else 2 if quick else 5,
             "lr": 1e-3,
         },
+        **(
+            imdb.modes(1.0, threads, work, {"tiny", "recipe", "rss", "bucket"})
+            if mode == "full"
+            else {}
+        ),
     }
 
 
@@ -137,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="under 5 minutes; projected fits")
     group.add_argument("--smoke", action="store_true", help="gpt2-tiny, a few texts: seconds")
+    group.add_argument("--imdb", action="store_true", help="only IMDb (imdb.py; hours)")
     parser.add_argument(
         "--llama", action="store_true", help="only the Llama family (with --smoke: llama-tiny)"
     )
@@ -160,14 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
+    if args.imdb:
+        return imdb.main(
+            [f"--threads={args.threads}"] + ([f"--json={args.json}"] if args.json else [])
+        )
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llmclf-bench-") as tmp:
         work = Path(tmp)
         dataset = smoke_dataset(work / "sms-sample.csv") if args.smoke else "sms"
-        plan = modes(mode, args.threads, dataset, work)
-        if args.llama:
-            plan = {"matmul": plan["matmul"]}
+        if args.llama:  # the Llama family only (no IMDb samples built either)
+            plan = {"matmul": matmul_plan(mode, args.threads)}
+        else:
+            plan = modes(mode, args.threads, dataset, work)
         if args.llama or mode == "full":
             import llama_measurements
 
@@ -189,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             note = f", CPU share {share:.2f}" if share is not None else ""
             print(f"  {key:<16} done in {time.perf_counter() - t0:6.1f} s{note}", flush=True)
         results["wall_s"] = time.perf_counter() - started
-    print(report.render(results) if not args.llama else "")
+    if not args.llama:
+        print(report.render(results) + (imdb.render(results) if mode == "full" else ""))
     if "fit-llmclf-llama" in results:
         import llama_measurements
 

@@ -310,7 +310,11 @@ def predict_hf(params: dict[str, Any]) -> dict[str, Any]:
     ref.load_llmclf_weights(model, clf.model)
     tokenizer, batch_size = clf.tokenizer, params["batch_size"]
     del clf
-    encode = lambda texts: tokenizer.encode_batch([t.strip() for t in texts])  # noqa: E731
+    context = model.config.n_positions  # a longer text (an IMDb review) is cut to its head
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [ids[:context] for ids in tokenizer.encode_batch([t.strip() for t in texts])]
+
     ref.predict_labels(model, encode(sets["test"][0][:16]), batch_size)  # warm-up
     out: dict[str, Any] = {"batch_size": batch_size}
     for name, (texts, labels) in sets.items():
@@ -393,3 +397,7 @@ WORKERS = {
     "predict-hf": predict_hf,
     "fast-vs-plain": fast_vs_plain,
 }
+
+import imdb  # noqa: E402  (benchmarks/imdb.py: the IMDb workers)
+
+WORKERS |= imdb.WORKERS

@@ -98,3 +98,28 @@ def test_long_text_policies_smoke_times_every_policy_against_head(
     assert results["head"]["examples"] == results["tail"]["examples"] == 24
     assert results["windows:128"]["examples"] > 24  # some reviews are over 256 tokens
     assert results["windows:128"]["examples"] == results["windows:128,agg=max"]["examples"]
+
+
+@pytest.mark.slow
+def test_imdb_benchmark_runs_and_a_spilled_cache_trains_like_one_in_memory(
+    tmp_path: Path, imdb_archive: Path
+) -> None:
+    """benchmarks/imdb.py end to end on 40 reviews: the rss measurement and its spilled twin."""
+    figures = tmp_path / "imdb.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "imdb.py"), "--only", "rss"]
+    command += ["--scale", "0.0001", "--max-length", "32", "--threads", "1"]
+    proc = subprocess.run(
+        [*command, "--json", str(figures), "--work", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(figures.read_text())
+    memory, spilled = results["imdb-fit rss-40"], results["imdb-fit rss-40-spilled"]
+    assert "in memory" in memory["cache"]
+    assert f"memory-mapped file in {tmp_path / 'work'}" in spilled["cache"]
+    assert spilled["test_accuracy"] == memory["test_accuracy"]
+    assert spilled["sizes"] == memory["sizes"] and 0 < sum(memory["sizes"].values()) <= 40
+    assert "rss-40" in proc.stdout and "peak RSS" in proc.stdout

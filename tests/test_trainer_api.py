@@ -56,15 +56,16 @@ def test_class_weights_travel_with_the_run(tmp_path: Path) -> None:
     assert weights[0] > weights[1]  # "account" (label id 0) is the rare class
 
 
-def test_cache_falls_back_with_a_message_when_it_would_not_fit(
+def test_a_cache_over_the_memory_budget_spills_under_the_run_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(trainer_module, "available_memory_bytes", lambda: 1024)
     reporter = Collect()
-    Trainer(tiny(tmp_path, trainable="last-block"), reporter=reporter).fit()
-    assert any("frozen-trunk cache off: it needs" in m for m in reporter.messages())
+    run = Trainer(tiny(tmp_path, trainable="last-block"), reporter=reporter).fit()
     report = next(d["report"] for e, d in reporter.events if e == "data")
-    assert report["cache"].startswith("frozen-trunk cache off")
+    assert report["cache"].startswith("frozen-trunk cache on")
+    assert "in a memory-mapped file in" in report["cache"] and tmp_path.name in report["cache"]
+    assert not list(run.output_dir.glob(".llmclf-trunk-cache-*"))  # nothing left behind
 
 
 def test_save_last_keeps_the_last_epoch(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from llmclf.data.padding import PaddingPolicy
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.training.trunk_cache import (
+    CacheLayout,
     build_trunk_cache,
     cache_bytes,
     cache_decision,
@@ -126,3 +127,104 @@ def test_round_width_stops_at_the_context_length() -> None:
     assert round_width(1020, 16, limit=1024) == 1024
     assert round_width(1017, 16, limit=1020) == 1020
     assert round_width(7, 1) == 7
+
+
+def _run(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=25)
+    given = {"batch_size": 8, "eval_every": 5, "trainable": "last-block", **changes}
+    reporter = Collect()
+    run = Trainer(tiny_config(data, tmp_path / name, **given), reporter=reporter).fit()
+    return run.history, run.metrics, reporter
+
+
+def _cache_note(reporter: Collect) -> str:
+    return next(d["report"]["cache"] for e, d in reporter.events if e == "data")
+
+
+def test_a_cache_over_the_memory_budget_spills_to_a_file_and_trains_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory, memory_metrics, memory_events = _run(tmp_path, "memory")
+    spill = tmp_path / "spill"
+    monkeypatch.setattr("llmclf.training.trainer.available_memory_bytes", lambda: 0)
+    spilled, spilled_metrics, events = _run(tmp_path, "spilled", cache_dir=str(spill))
+    assert "in memory" in _cache_note(memory_events)
+    assert f"in a memory-mapped file in {spill}" in _cache_note(events)
+    assert not any(spill.iterdir())  # the file was deleted once mapped: nothing is left behind
+    assert [(h["train_loss"], h["val_loss"]) for h in spilled] == [
+        (h["train_loss"], h["val_loss"]) for h in in_memory
+    ]
+    assert spilled_metrics == memory_metrics
+
+
+def test_without_room_on_disk_either_the_run_says_so_and_trains_uncached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llmclf.training.trainer.available_memory_bytes", lambda: 0)
+    monkeypatch.setattr("llmclf.training.trunk_cache.free_disk_bytes", lambda _: 0)
+    history, _, events = _run(tmp_path, "full", cache_dir=str(tmp_path / "spill"))
+    plain, _, _ = _run(tmp_path, "plain", cache="off")
+    messages = [d["text"] for e, d in events.events if e == "message"]
+    (said,) = [m for m in messages if m.startswith("frozen-trunk cache off")]
+    assert "memory budget" in said and "--cache-dir" in said and "\n" not in said
+    for a, b in zip(history, plain, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_a_head_only_cache_holds_pooled_vectors_and_trains_like_token_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pooled, pooled_metrics, events = _run(tmp_path, "pooled", trainable="head", pooling="mean")
+    monkeypatch.setattr("llmclf.training.trainer.pooled_cache", lambda _: False)
+    states, states_metrics, state_events = _run(
+        tmp_path, "states", trainable="head", pooling="mean"
+    )
+    assert "fp32 pooled vectors" in _cache_note(events)
+    assert "fp32 token states" in _cache_note(state_events)
+    assert len(pooled) == len(states) > 2
+    for a, b in zip(pooled, states, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (key, a, b)
+    assert pooled_metrics["test"]["accuracy"] == states_metrics["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("pooling", ["last-token", "mean", "first"])
+@torch.no_grad()
+def test_pooled_vectors_give_the_logits_of_the_whole_model(pooling: str) -> None:
+    torch.manual_seed(0)
+    backbone = GPT2(GPT2Config(n_layer=2, n_embd=32, n_head=4, context_length=40, vocab_size=90))
+    model = SequenceClassifier(backbone, 3, pooling=pooling).eval()
+    policy = llmclf.padding.get("pad-batch")(max_length=None, context_length=40, pad_id=0)
+    g = torch.Generator().manual_seed(1)
+    texts = [torch.randint(0, 90, (n,), generator=g).tolist() for n in (5, 19, 1, 12, 40)]
+    layout = CacheLayout(pooled=True)
+    cache = build_trunk_cache(
+        model, texts, policy, 2, torch.device("cpu"), nullcontext, batch_size=2, layout=layout
+    )
+    assert tuple(cache.data.shape) == (6, 32)  # a vector per text, and the zero row
+    for positions in ([0, 1, 2], [4, 3], [2]):
+        batch = policy.collate([texts[i] for i in positions])
+        pooled = cache.assemble(positions, batch, torch.device("cpu"))
+        expected = model(batch.input_ids, batch.lengths)
+        assert torch.allclose(model.head(pooled), expected, rtol=0, atol=1e-5), positions
+
+
+def test_bf16_runs_store_bf16_states_and_train_like_the_uncached_bf16_run(
+    tmp_path: Path,
+) -> None:
+    cached, cached_metrics, events = _run(tmp_path, "cached", precision="bf16")
+    plain, plain_metrics, _ = _run(tmp_path, "plain", precision="bf16", cache="off")
+    assert "bf16 token states" in _cache_note(events)
+    assert len(cached) == len(plain) > 2
+    for a, b in zip(cached, plain, strict=True):  # bf16 rounding, as the bf16 model tests allow
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=0.02), (key, a, b)
+    assert abs(cached_metrics["test"]["accuracy"] - plain_metrics["test"]["accuracy"]) <= 0.1
+
+
+def test_the_cache_size_counts_the_storage_dtype_and_pooling() -> None:
+    policy = llmclf.padding.get("pad-batch")(max_length=None, context_length=40, pad_id=0)
+    texts = [[1, 2], [3] * 30, [4] * 50]  # 2 + 30 + 40 (cut at the context) positions
+    assert cache_bytes(texts, policy, width=8) == 72 * 8 * 4
+    assert cache_bytes(texts, policy, width=8, itemsize=2) == 72 * 8 * 2
+    assert cache_bytes(texts, policy, width=8, pooled=True) == 3 * 8 * 4

@@ -160,6 +160,13 @@ class RuntimeSpec:
     cache: str = option(
         "auto", "Frozen-trunk cache: auto (whenever it is exact) or off.", choices=CACHE_POLICIES
     )
+    cache_dir: str | None = option(
+        None,
+        "Where the frozen-trunk cache spills to a memory-mapped file when it exceeds the memory "
+        "budget (the file is deleted once mapped).",
+        metavar="DIR",
+        default_text="the run directory",
+    )
     save: str = option(
         "best", "Keep the best model by validation loss, or the last.", choices=SAVE_POLICIES
     )
@@ -168,8 +175,9 @@ class RuntimeSpec:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.output, os.PathLike):
-            object.__setattr__(self, "output", os.fspath(self.output))
+        for name in ("output", "cache_dir"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         check_fields(self)
         check_device(self.device)
         check_precision(self.precision)
@@ -179,7 +187,7 @@ class RuntimeSpec:
 
 # Fields newer than the flat schema older llmclf versions read: saved only when they differ from
 # their default, so a run that does not use them still loads in an older llmclf.
-SAVED_WHEN_SET = ("strip_html", "long_texts")
+SAVED_WHEN_SET = ("strip_html", "long_texts", "cache_dir")
 
 SECTIONS: dict[str, type] = {
     "data": DataSpec,

@@ -35,10 +35,15 @@ from .rundir import RunDirectory
 from .trainer import Trainer, check_names, make_optimizer
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
+    CacheLayout,
     available_memory_bytes,
     build_trunk_cache,
     cache_bytes,
     cache_decision,
+    gib,
+    plan_storage,
+    pooled_cache,
+    storage_dtype,
 )
 
 CALIBRATION_BATCHES = 5  # timed at least, after one warm-up batch ...
@@ -139,7 +144,8 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     model, _, trainable = trainer._build_model(
         entry, backbone, parse_trainable(cfg.trainable), len(data.labels), device
     )
-    cache = _cache(cfg, model, data, policy, trainable)
+    spill_dir = Path(cfg.cache_dir) if cfg.cache_dir else trainer.output_dir
+    cache = _cache(cfg, model, (data, policy), trainable, (amp_dtype, spill_dir))
     trainer._report_setup(data, trainable, cache["note"])  # the data report, as fit shows it
     calibration = _calibrate(cfg, model, trainable, data, policy, device, amp_dtype, cache)
     work = _work(cfg, data, policy)
@@ -190,8 +196,15 @@ def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
     return {"policy": cfg.padding, "tokens_kept": policy.keep(), "waste": 1 - real / total}
 
 
-def _cache(cfg: TrainConfig, model: Any, data: Any, policy: Any, trainable: Any) -> dict[str, Any]:
-    """Whether fit would build the frozen-trunk cache, and its size (the Trainer's rule)."""
+def _cache(
+    cfg: TrainConfig,
+    model: Any,
+    prepared: tuple[Any, Any],
+    trainable: Any,
+    storage: tuple[torch.dtype | None, Path],
+) -> dict[str, Any]:
+    """Whether fit would build the frozen-trunk cache, its size and where (the Trainer's rule)."""
+    (data, policy), (amp_dtype, spill_dir) = prepared, storage
     use, note = cache_decision(
         enabled=cfg.cache == "auto",
         first_trainable_layer=trainable.first_trainable_layer,
@@ -199,15 +212,29 @@ def _cache(cfg: TrainConfig, model: Any, data: Any, policy: Any, trainable: Any)
         pooling=cfg.pooling,
         padding=policy,
     )
-    texts = [ids for name in SPLITS for ids in getattr(data, name).token_ids]
-    need = cache_bytes(texts, policy, model.backbone.config.n_embd) if use else 0
-    if use and need > int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION):
-        use, note = False, "it would need more than half the free memory"
+    pooled = pooled_cache(trainable.trainable_names)
+    itemsize = storage_dtype(amp_dtype, pooled).itemsize
+    width = model.backbone.config.n_embd
+    needs = {
+        n: cache_bytes(getattr(data, n).token_ids, policy, width, itemsize=itemsize, pooled=pooled)
+        for n in SPLITS
+    }
+    where = "memory"
+    if use:
+        budget = int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION)
+        plan, refusal = plan_storage(needs, budget, spill_dir)
+        spilled = [n for n, d in (plan or {}).items() if d is not None]
+        if plan is None:
+            use, note = False, refusal
+        elif spilled:
+            where = f"memory and a memory-mapped file in {spill_dir} ({'/'.join(spilled)})"
+            note += f"; over the {gib(budget)} memory budget"
     return {
         "applies": use,
         "note": note,
-        "bytes": need,
-        "where": "CPU memory (never on disk)",
+        "bytes": sum(needs.values()) if use else 0,
+        "where": where,
+        "pooled": pooled,
         "end_layer": trainable.first_trainable_layer if use else None,
     }
 
@@ -238,7 +265,7 @@ def _calibrate(
     texts = [data.train.token_ids[p] for p in order]
     labels = [data.train.example_labels[p] for p in order]
     amp = partial(autocast, device, amp_dtype)
-    trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp)
+    trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp, amp_dtype)
     forward = BatchForward(model)
     params = list(trainable.parameters.values())
     optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -287,14 +314,18 @@ def _calibration_cache(
     picked: list[list[int]],
     device: torch.device,
     amp: Any,
+    amp_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
-    """The frozen-trunk cache of the calibration texts (when the run builds one), and the
-    seconds it took per kept token (after a warm-up on the first batch's texts)."""
+    """The frozen-trunk cache of the calibration texts (when the run builds one), stored as
+    the run would store it, and the seconds it took per kept token (after a warm-up on the
+    first batch's texts)."""
     if not cache["applies"]:
         return {"cache": None, "seconds_per_token": 0.0}
-    build = partial(build_trunk_cache, model, policy=policy, end_layer=cache["end_layer"])
-    size = len(picked[0])
-    build(texts[:size], device=device, autocast_ctx=amp)  # warm-up
+    layout = CacheLayout(dtype=storage_dtype(amp_dtype, cache["pooled"]), pooled=cache["pooled"])
+    build = partial(
+        build_trunk_cache, model, policy=policy, end_layer=cache["end_layer"], layout=layout
+    )
+    build(texts[: len(picked[0])], device=device, autocast_ctx=amp)  # warm-up
     started = time.perf_counter()
     trunk = build(texts, device=device, autocast_ctx=amp)
     tokens = sum(min(len(ids), policy.keep()) for ids in texts)

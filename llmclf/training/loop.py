@@ -37,7 +37,8 @@ from .trunk_cache import TrunkCache
 
 
 class BatchForward(nn.Module):
-    """Logits for a batch of token ids, or of cached hidden states after ``start_layer`` blocks.
+    """Logits for a batch of token ids, of cached hidden states after ``start_layer`` blocks,
+    or of cached pooled vectors (B, C).
 
     One module for both paths, so DistributedDataParallel sees every forward call.
     """
@@ -47,6 +48,8 @@ class BatchForward(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, start_layer: int = 0) -> torch.Tensor:
+        if x.dim() == 2 and x.is_floating_point():  # (B, C) pooled, from a head-only cache
+            return self.model.head(x)
         if start_layer == 0:
             return self.model(x, lengths)
         return self.model.forward_from(x, lengths, start_layer)

@@ -31,11 +31,16 @@ from .rundir import RunDirectory
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
     REDUCED_PRECISION_WIDTH_MULTIPLE,
+    CacheLayout,
     TrunkCache,
     available_memory_bytes,
     build_trunk_cache,
-    cache_bytes,
     cache_decision,
+    describe_caches,
+    plan_storage,
+    pooled_cache,
+    split_needs,
+    storage_dtype,
 )
 
 
@@ -184,19 +189,24 @@ class Trainer:
             entry, backbone, trainable_policy, len(data.labels), device
         )
         caches, cache_note = self._build_caches(
-            model, data, policy, trainable, device, amp_dtype, ctx
+            model, data, policy, trainable, (device, amp_dtype, ctx), work
         )
-        self._report_setup(data, trainable, cache_note)
-        loop = TrainingLoop(
-            cfg,
-            self._loop_model(model, trainable, device, ctx),
-            LoopData(data, policy, caches, _class_weights(data, device)),
-            LoopRuntime(device, amp_dtype, ctx, self.reporter, run_dir),
-        )
-        description = _describe(cfg, spec, trainable, data, policy, tokenizer)
-        self._open_run(run_dir, description, tokenizer, loop)
-        loop.run()
-        metrics = self._final_metrics(loop, data)
+        try:
+            self._report_setup(data, trainable, cache_note)
+            loop = TrainingLoop(
+                cfg,
+                self._loop_model(model, trainable, device, ctx),
+                LoopData(data, policy, caches, _class_weights(data, device)),
+                LoopRuntime(device, amp_dtype, ctx, self.reporter, run_dir),
+            )
+            description = _describe(cfg, spec, trainable, data, policy, tokenizer)
+            self._open_run(run_dir, description, tokenizer, loop)
+            loop.run()
+            metrics = self._final_metrics(loop, data)
+        finally:  # frees the memory, and a spill file the system kept while it was mapped
+            for cache in caches.values():
+                if cache is not None:
+                    cache.release()
         self._check_ranks_agree(ctx, trainable)
         self._finish(run_dir, out, loop, metrics)
         ctx.barrier()
@@ -358,12 +368,14 @@ class Trainer:
         data: PreparedData,
         policy: Any,
         trainable: TrainableReport,
-        device: torch.device,
-        amp_dtype: torch.dtype | None,
-        ctx: DistContext,
+        where: tuple[torch.device, torch.dtype | None, DistContext],
+        work: Path,
     ) -> tuple[dict[str, TrunkCache | None], str]:
-        """The frozen-trunk cache for every split, when it is exact and fits in memory."""
+        """The frozen-trunk cache for every split when it is exact: in memory within the
+        budget, the rest in memory-mapped files (`plan_storage`); and the note that says so."""
         cfg = self.config
+        device, amp_dtype, ctx = where
+        caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         use, note = cache_decision(
             enabled=cfg.cache == "auto",
             first_trainable_layer=trainable.first_trainable_layer,
@@ -371,46 +383,42 @@ class Trainer:
             pooling=cfg.pooling,
             padding=policy,
         )
+        pooled = pooled_cache(trainable.trainable_names)
+        dtype = storage_dtype(amp_dtype, pooled)
+        plan = None
         if use:
-            texts = [ids for name in SPLITS for ids in getattr(data, name).token_ids]
-            need = cache_bytes(texts, policy, model.backbone.config.n_embd)
+            token_ids = {name: getattr(data, name).token_ids for name in SPLITS}
+            width = model.backbone.config.n_embd
+            needs = split_needs(token_ids, policy, width, dtype=dtype, pooled=pooled)
             budget = int(available_memory_bytes() * DEFAULT_BUDGET_FRACTION)
-            if need > budget:
-                use = False
-                note = (
-                    f"frozen-trunk cache off: it needs {need / 2**30:.1f} GiB, more than the "
-                    f"{budget / 2**30:.1f} GiB budget (half the free memory); training runs the "
-                    "whole model instead"
-                )
-            else:
-                note += f" ({need / 2**20:.0f} MiB)"
-        if not use:
+            spill_dir = Path(cfg.cache_dir) if cfg.cache_dir else work
+            plan, refusal = plan_storage(needs, budget, spill_dir)
+            note = note if plan is not None else refusal
+        if plan is None:
             self.reporter.event("message", text=note)
-        caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
-        if use:
-            amp = partial(autocast, device, amp_dtype)
-            # 'last' reads the batch's last position, so its widths must stay exact
-            reduced = amp_dtype is not None and cfg.pooling != "last"
-            multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
-            splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
-            mine = sum(
-                len(range(ctx.rank, split.num_examples, ctx.world_size)) for _, split in splits
-            )
-            with Phase(self.reporter, "trunk cache", total=mine) as phase:
-                for name, split in splits:
-                    if len(split):
-                        caches[name] = build_trunk_cache(
-                            model,
-                            split.token_ids,
-                            policy,
-                            trainable.first_trainable_layer,
-                            device,
-                            amp,
-                            ctx=ctx,
-                            width_multiple=multiple,
-                            progress=phase.advance,
-                        )
-        return caches, note
+            return caches, note
+        # 'last' reads the batch's last position, so its widths must stay exact
+        reduced = amp_dtype is not None and cfg.pooling != "last"
+        build = partial(
+            build_trunk_cache,
+            model,
+            policy=policy,
+            end_layer=trainable.first_trainable_layer,
+            device=device,
+            autocast_ctx=partial(autocast, device, amp_dtype),
+            ctx=ctx,
+            width_multiple=REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1,
+        )
+        splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
+        mine = sum(len(range(ctx.rank, split.num_examples, ctx.world_size)) for _, split in splits)
+        with Phase(self.reporter, "trunk cache", total=mine) as phase:
+            for name, split in splits:
+                if len(split):
+                    layout = CacheLayout(dtype=dtype, pooled=pooled, spill_dir=plan[name])
+                    caches[name] = build(
+                        token_ids=split.token_ids, progress=phase.advance, layout=layout
+                    )
+        return caches, f"{note} ({describe_caches(caches)})"
 
     def _plot(self, path: Path, history: list[dict[str, Any]]) -> None:
         from .curves import plot_curves
