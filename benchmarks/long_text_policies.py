@@ -57,7 +57,9 @@ def classifier(backbone: str, max_length: int):
     tokenizer = get_tokenizer(entry.tokenizer)
     context = model.backbone.config.context_length
     policy = get_policy("pad-batch", max_length, context, tokenizer.pad_id)
-    return Classifier(model, tokenizer, policy, ["neg", "pos"], {}, torch.device("cpu"))
+    return Classifier(
+        model, tokenizer, policy, ["neg", "pos"], manifest={}, device=torch.device("cpu")
+    )
 
 
 def workload(clf: Any, texts: list[str]) -> dict[str, int]:
