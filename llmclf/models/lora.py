@@ -12,6 +12,7 @@ reloads into a model given the same adapters; `merge_lora` folds them away for i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +64,10 @@ def add_lora(
     alpha: float = 16.0,
     targets: tuple[str, ...] = LORA_TARGETS,
     generator: torch.Generator | None = None,
+    include: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` in a `LoRALinear`.
+    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` (and, when ``include``
+    is given, for which ``include(name)`` is true) in a `LoRALinear`.
 
     Returns the wrapped modules' names. Layers that already carry adapters of the same rank and
     alpha are left as they are; different ones raise `UsageError`.
@@ -72,6 +75,8 @@ def add_lora(
     wrapped = []
     for name, module in list(model.named_modules()):
         if not name.endswith(targets) or not isinstance(module, nn.Linear):
+            continue
+        if include is not None and not include(name):
             continue
         if isinstance(module, LoRALinear):
             if (module.r, module.alpha) != (r, alpha):

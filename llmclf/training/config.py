@@ -73,7 +73,7 @@ class ModelChoice:
     pooling: str = option("last-token", "Which token's state the head reads.", choices=POOLINGS)
     trainable: str = option(
         "last-block",
-        "What trains: head, last-block, last-blocks:N, all, lora, or lora:r=R,alpha=A.",
+        "What trains: head, last-block, last-blocks:N, all, lora, or lora:r=R,alpha=A,blocks=N.",
         metavar="POLICY",
     )
     dropout: float = option(0.0, "Dropout rate during training.")
