@@ -393,3 +393,7 @@ WORKERS = {
     "predict-hf": predict_hf,
     "fast-vs-plain": fast_vs_plain,
 }
+
+import whole_model  # noqa: E402  (it reads the helpers above)
+
+WORKERS.update(whole_model.WORKERS)

@@ -7,6 +7,8 @@ import platform
 import subprocess
 from typing import Any
 
+import whole_model
+
 LOW_CPU_SHARE = 0.85
 TARGETS = {  # issue 6
     "fit_fp32": 5.0,  # x transformers with per-batch padding, fp32
@@ -324,6 +326,7 @@ def render(r: dict[str, Any]) -> str:
         *_fit_section(r),
         *_predict_section(r),
         *_fast_path_section(r),
+        *whole_model.render(r),
         *_cpu_shares(r),
         "",
         targets(r),
@@ -335,4 +338,7 @@ def render(r: dict[str, Any]) -> str:
 
 def final_line(r: dict[str, Any]) -> str:
     x = ratios(r)
-    return f"fit_speedup={x['fit_fp32']:.2f} predict_speedup={x['predict_fp32']:.2f}"
+    line = f"fit_speedup={x['fit_fp32']:.2f} predict_speedup={x['predict_fp32']:.2f}"
+    if "whole-hf lora" in r:
+        line += f" lora_speedup={whole_model.lora_speedup(r):.2f}"
+    return line

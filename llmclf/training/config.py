@@ -157,6 +157,14 @@ class RuntimeSpec:
     save: str = option(
         "best", "Keep the best model by validation loss, or the last.", choices=SAVE_POLICIES
     )
+    pack: bool = option(
+        False,
+        "Pack several texts into each row (block-diagonal mask): no padding where the whole "
+        "model runs (lora, all); exact.",
+    )
+    compile: bool = option(
+        False, "torch.compile the transformer blocks (compiling takes a while at the start)."
+    )
     output: str | None = option(
         None, "Run directory.", metavar="DIR", default_text="runs/<dataset>, made unique"
     )
@@ -173,7 +181,7 @@ class RuntimeSpec:
 
 # Fields newer than the flat schema older llmclf versions read: saved only when they differ from
 # their default, so a run that does not use them still loads in an older llmclf.
-SAVED_WHEN_SET = ("strip_html", "long_texts")
+SAVED_WHEN_SET = ("strip_html", "long_texts", "pack", "compile")
 
 SECTIONS: dict[str, type] = {
     "data": DataSpec,
