@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 LR, WEIGHT_DECAY, BATCH = 5e-5, 0.1, 8
 PAD_ID = 50256

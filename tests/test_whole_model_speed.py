@@ -121,7 +121,7 @@ def test_training_with_pack_gives_the_losses_of_training_without(
 
 def test_pack_refuses_last_pooling_in_one_line(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "d.csv", pack=True, pooling="last", padding="pad-dataset")
-    with pytest.raises(ConfigError, match="^pack: 'last' pooling .* drop --pack$"):
+    with pytest.raises(ConfigError, match=r"^pack: 'last' pooling .* drop --pack$"):
         Trainer(config).fit()
 
 
