@@ -18,7 +18,7 @@ from llmclf.errors import ConfigError
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.lora import add_lora
-from llmclf.models.packing import pack, place
+from llmclf.models.packing import layout, pack
 from llmclf.models.trainable import apply_trainable
 
 LENGTHS = [5, 12, 3, 7, 12, 1, 9, 2]
@@ -82,15 +82,17 @@ def test_a_packed_text_does_not_depend_on_its_neighbours() -> None:
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_rows_are_no_wider_than_the_longest_text_and_texts_never_overlap() -> None:
-    lengths = [7, 3, 3, 1, 5, 2, 7, 4]
-    placed = place(lengths, max(lengths))
+def test_texts_share_rows_without_overlap_and_little_is_left_over() -> None:
+    lengths = [7, 3, 3, 1, 5, 2, 7, 4]  # 32 tokens
+    width, placed = layout(lengths, min_width=7)
     used: set[tuple[int, int]] = set()
     for (row, start), n in zip(placed, lengths, strict=True):
         cells = {(row, start + j) for j in range(n)}
-        assert start + n <= max(lengths) and not cells & used
+        assert start + n <= width and not cells & used
         used |= cells
-    assert 1 + max(row for row, _ in placed) == 5  # 32 tokens in rows of 7: 5 rows, not 8
+    assert (width, 1 + max(row for row, _ in placed)) == (7, 5)  # 35 cells for 32 tokens
+    width, placed = layout(lengths)  # rows of at least PACK_WIDTH: one row, exactly as wide
+    assert width == 32 and {row for row, _ in placed} == {0}
 
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:

@@ -233,7 +233,8 @@ class GPT2(nn.Module):
                 f"GPT2 takes token ids shaped (batch, tokens), got shape {tuple(input_ids.shape)}"
             )
         T, context = input_ids.shape[1], self.config.context_length
-        if input_ids.shape[1] > context:
+        # a packed row may be wider than the context: its texts are not (positions restart)
+        if positions is None and input_ids.shape[1] > context:
             raise UsageError(
                 f"input has {T} tokens but the model's context holds {context}; "
                 f"truncate the texts to at most {context} tokens"

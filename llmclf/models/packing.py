@@ -1,15 +1,18 @@
 """Packing: several texts of a batch in one row, so the model runs no padding (``--pack``).
 
-A right-padded batch of B texts (B, T) becomes R <= B rows no wider than its longest text: the
-texts are placed first-fit, longest first, one after another in a row. Each token's position
+A right-padded batch of B texts (B, T) becomes R <= B rows of one width W: the texts are
+placed first-fit, longest first, one after another in a row (`layout`). W is at least the
+longest text and at least `PACK_WIDTH` tokens (short texts share a row), and as small as fits
+the texts in the fewest such rows, so almost nothing is left over. Each token's position
 restarts at 0 with its text, and the attention mask is block-diagonal and causal: a token sees
 the earlier tokens of its own text only. Every text's hidden states are therefore those it has
 alone, so the logits equal the unpacked forward's (up to the order of floating-point sums), and
 a text's prediction never depends on its neighbours, as `llmclf.data.padding` requires.
 
-The rows are never wider than the batch's longest text, so the attention's cost stays at or
-below the padded batch's while the projections and MLPs, most of the work, run on the real
-tokens plus what is left at the end of each row.
+The projections and MLPs, most of the work, then run on the real tokens plus what is left at
+the end of each row. The attention is computed over whole rows (a dense mask), which costs more
+than the padded batch's when short texts share a long row; with rows of a few hundred tokens
+that stays a few percent of a step.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+PACK_WIDTH = 256  # rows are at least this wide: short texts share one
+WIDTH_STEP = 8  # a row too narrow for the texts grows by this many tokens
 
 
 class Packed(NamedTuple):
@@ -79,11 +85,26 @@ def place(lengths: list[int], width: int) -> list[tuple[int, int]]:
     return placed
 
 
-def pack(input_ids: torch.Tensor, lengths: torch.Tensor, fill_id: int = 0) -> Packed:
+def layout(lengths: list[int], min_width: int = PACK_WIDTH) -> tuple[int, list[tuple[int, int]]]:
+    """The row width and each text's ``(row, start)``: the fewest rows of at least
+    ``max(longest, min_width)`` tokens, then the narrowest width that still fits the texts in
+    that many rows."""
+    longest, total = max(lengths), sum(lengths)
+    rows = -(-total // max(longest, min_width))
+    width = max(longest, -(-total // rows))
+    while True:
+        placed = place(lengths, width)
+        if 1 + max(row for row, _ in placed) <= rows:
+            return width, placed
+        width += WIDTH_STEP
+
+
+def pack(
+    input_ids: torch.Tensor, lengths: torch.Tensor, fill_id: int = 0, min_width: int = PACK_WIDTH
+) -> Packed:
     """Pack a right-padded batch (B, T) with real ``lengths`` (B,); see the module docstring."""
     counts = [int(n) for n in lengths.tolist()]
-    width = max(counts)
-    placed = place(counts, width)
+    width, placed = layout(counts, min_width)
     R = 1 + max(row for row, _ in placed)
     ids = torch.full((R, width), fill_id, dtype=input_ids.dtype)
     positions = torch.zeros((R, width), dtype=torch.long)
