@@ -53,6 +53,13 @@ def modes(mode: str, common: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if mode != "full":
         return plan
     auto = {**ours, "precision": "auto"}
+    plan["whole-llmclf lora top4"] = {**base, "trainable": "lora:blocks=4", "options": ours}
+    plan["whole-hf lora top4"] = {
+        **base,
+        "trainable": "lora",
+        "lora_blocks": 4,
+        "group_by_length": False,
+    }
     for trainable in ("lora", "all"):
         plan[f"whole-llmclf {trainable}"] = {**base, "trainable": trainable, "options": ours}
         plan[f"whole-llmclf {trainable} auto"] = {**base, "trainable": trainable, "options": auto}
@@ -142,8 +149,15 @@ def _epoch(start: float, step_ends: list[float], total_steps: int) -> dict[str, 
 
 
 # ----- transformers (+ PEFT) -------------------------------------------------------------------
-def build_hf(trainable: str, shape: dict[str, int], num_labels: int, seed: int = 123):
-    """GPT2ForSequenceClassification, random weights, dropout 0; with PEFT's LoRA for ``lora``."""
+def build_hf(
+    trainable: str,
+    shape: dict[str, int],
+    num_labels: int,
+    seed: int = 123,
+    lora_blocks: int | None = None,
+):
+    """GPT2ForSequenceClassification, random weights, dropout 0; with PEFT's LoRA for ``lora``
+    (on the top ``lora_blocks`` blocks only when given: PEFT's ``layers_to_transform``)."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
     from transformers.utils import logging
 
@@ -170,6 +184,10 @@ def build_hf(trainable: str, shape: dict[str, int], num_labels: int, seed: int =
             modules_to_save=["score"],
             fan_in_fan_out=True,  # GPT-2's projections are Conv1D
         )
+        if lora_blocks is not None:
+            n_layer = shape["n_layer"]
+            lora.layers_to_transform = list(range(n_layer - lora_blocks, n_layer))
+            lora.layers_pattern = "h"
         model = get_peft_model(model, lora)
     return model
 
@@ -207,7 +225,9 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
 
     data = _data(params)
     shape = _model_shape(_shape(params["backbone"]))
-    model = build_hf(params["trainable"], shape, len(data.labels))
+    model = build_hf(
+        params["trainable"], shape, len(data.labels), lora_blocks=params.get("lora_blocks")
+    )
     params_to_train = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params_to_train, lr=LR, weight_decay=WEIGHT_DECAY)
     loader = _loader(data.train.token_ids, data.train.labels, params["group_by_length"])
@@ -228,6 +248,7 @@ def fit_hf(params: dict[str, Any]) -> dict[str, Any]:
         accuracy = _hf_accuracy(model, data.test.token_ids, data.test.labels)
     return {
         "trainable": params["trainable"],
+        "lora_blocks": params.get("lora_blocks"),
         "group_by_length": params["group_by_length"],
         **result,
         "trainable_parameters": sum(p.numel() for p in params_to_train),
@@ -256,6 +277,12 @@ def lora_speedup(r: dict[str, Any]) -> float:
     return r["whole-hf lora"]["epoch_s"] / r["whole-llmclf lora"]["epoch_s"]
 
 
+def _reference(key: str) -> str:
+    """The plain transformers measurement a row is compared with."""
+    key = key.replace("whole-llmclf", "whole-hf")
+    return key.removesuffix(" auto").removesuffix(" grouped")
+
+
 def render(r: dict[str, Any]) -> list[str]:
     """The section of compare.py's report: one row per measurement, ratio to plain HF."""
     keys = [k for k in r if k.startswith(("whole-llmclf", "whole-hf"))]
@@ -264,7 +291,7 @@ def render(r: dict[str, Any]) -> list[str]:
     rows = []
     for key in keys:
         f = r[key]
-        hf = r.get(f"whole-hf {f['trainable']}")
+        hf = r.get(_reference(key))
         how = (
             f"{f['steps_run']} of {f['steps']} steps run, projected"
             if f["projected"]

@@ -42,8 +42,16 @@ class LoRALinear(nn.Linear):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = F.linear(F.linear(x, self.lora_A), self.lora_B)  # (.., in) -> (.., r) -> (.., out)
-        return F.linear(x, self.weight, self.bias) + self.scaling * update
+        base = F.linear(x, self.weight, self.bias)  # (.., out)
+        down = F.linear(x, self.lora_A)  # (.., in) -> (.., r): the small product first
+        # base + scaling * down B^T in one kernel: no (.., out) temporaries for the update
+        out = torch.addmm(
+            base.reshape(-1, self.out_features),
+            down.reshape(-1, self.r),
+            self.lora_B.t(),
+            alpha=self.scaling,
+        )
+        return out.view(base.shape)
 
     @torch.no_grad()
     def merged(self) -> nn.Linear:
