@@ -13,9 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE = ROOT / "benchmarks" / "compare.py"
-FINAL_LINE = re.compile(
-    r"fit_speedup=\d+\.\d\d predict_speedup=\d+\.\d\d lora_speedup=\d+\.\d\d"
-)
+FINAL_LINE = re.compile(r"fit_speedup=\d+\.\d\d predict_speedup=\d+\.\d\d lora_speedup=\d+\.\d\d")
 
 
 @pytest.mark.slow
