@@ -137,6 +137,15 @@ def test_lora_on_the_top_blocks_trains_only_them_and_caches_the_rest_exactly(
     _same_run(cached, plain, tolerance=1e-5)
 
 
+def test_a_lora_blocks_run_reloads_and_scores_as_trained(tmp_path: Path) -> None:
+    from llmclf.evaluation import evaluate_run
+
+    _, metrics, _ = _fit(tmp_path, "run", trainable="lora:blocks=1,r=4,alpha=8", pack=True)
+    again = evaluate_run(tmp_path / "run", device="cpu")
+    assert again["accuracy"] == metrics["test"]["accuracy"]
+    assert again["loss"] == pytest.approx(metrics["test"]["loss"], abs=1e-5)
+
+
 def test_lora_blocks_puts_adapters_on_the_top_blocks_only() -> None:
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=97, context_length=32, n_embd=32, n_layer=3, n_head=4)
