@@ -127,6 +127,12 @@ def test_pack_refuses_last_pooling_in_one_line(tmp_path: Path) -> None:
         Trainer(config).fit()
 
 
+def test_pack_refuses_a_backbone_that_cannot_take_packed_batches(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "d.csv", pack=True, backbone="llama-tiny")
+    with pytest.raises(ConfigError, match=r"^pack: llama backbones do not take packed batches"):
+        Trainer(config).fit()
+
+
 def test_lora_on_the_top_blocks_trains_only_them_and_caches_the_rest_exactly(
     tmp_path: Path,
 ) -> None:
