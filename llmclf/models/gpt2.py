@@ -81,7 +81,7 @@ class CausalSelfAttention(nn.Module):
         else:  # a wrapped projection (LoRA, int8) is applied as a whole
             q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
             q = q[at, pos]  # (N, C)
-        N, hs = len(pos), C // self.n_head
+        N, hs = (B if rows is None else rows.shape[0]), C // self.n_head  # queries, head size
         q = q.view(N, self.n_head, 1, hs)  # (N, nh, 1, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
