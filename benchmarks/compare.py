@@ -9,10 +9,10 @@
 Every measurement runs in its own process (peak RSS is per implementation) with the same
 thread count, on the same data: the SMS Spam Collection, undersampled and split as llmclf's
 defaults do (1045 / 149 / 300). Set LLMCLF_HOME (and LLMCLF_OFFLINE=1) to use local files.
-The last line is exactly ``fit_speedup=X.XX predict_speedup=Y.YY``: llmclf's default fp32
-recipe against transformers with per-batch padding (5-epoch time ratio; texts/s on the test
-split); a run that measured the Llama family adds ``llama_fit_speedup`` and
-``llama_predict_speedup``.
+The last line is exactly ``fit_speedup=X.XX predict_speedup=Y.YY lora_speedup=Z.ZZ``: llmclf's
+default fp32 recipe against transformers with per-batch padding (5-epoch time ratio; texts/s on
+the test split), and LoRA's epoch against transformers + PEFT (`whole_model`); a run that
+measured the Llama family adds ``llama_fit_speedup`` and ``llama_predict_speedup``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 
 import imdb  # noqa: E402
 import report  # noqa: E402
+import whole_model  # noqa: E402
 
 RESULT_PREFIX = "@@result "
 SMOKE_PER_CLASS = 24
@@ -96,6 +97,7 @@ def modes(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[s
             "epochs": 1 if smoke else 2 if quick else 5,
             "lr": 1e-3,
         },
+        **whole_model.modes(mode, common),  # LoRA / all-layer vs transformers + PEFT
         **(
             imdb.modes(1.0, threads, work, {"tiny", "recipe", "rss", "bucket"})
             if mode == "full"

@@ -401,3 +401,7 @@ WORKERS = {
 import imdb  # noqa: E402  (benchmarks/imdb.py: the IMDb workers)
 
 WORKERS |= imdb.WORKERS
+
+import whole_model  # noqa: E402  (it reads the helpers above)
+
+WORKERS.update(whole_model.WORKERS)

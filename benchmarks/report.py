@@ -7,6 +7,8 @@ import platform
 import subprocess
 from typing import Any
 
+import whole_model
+
 LOW_CPU_SHARE = 0.85
 TARGETS = {  # issue 6
     "fit_fp32": 5.0,  # x transformers with per-batch padding, fp32
@@ -324,6 +326,7 @@ def render(r: dict[str, Any]) -> str:
         *_fit_section(r),
         *_predict_section(r),
         *_fast_path_section(r),
+        *whole_model.render(r),
         *_cpu_shares(r),
         "",
         targets(r),
@@ -338,6 +341,8 @@ def final_line(r: dict[str, Any]) -> str:
     if "fit-llmclf fp32" in r:
         x = ratios(r)
         parts += [f"fit_speedup={x['fit_fp32']:.2f}", f"predict_speedup={x['predict_fp32']:.2f}"]
+    if "whole-hf lora" in r:
+        parts.append(f"lora_speedup={whole_model.lora_speedup(r):.2f}")
     if "fit-llmclf-llama" in r:
         from llama_measurements import llama_ratios
 

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE = ROOT / "benchmarks" / "compare.py"
-FINAL_LINE = re.compile(r"fit_speedup=\d+\.\d\d predict_speedup=\d+\.\d\d")
+FINAL_LINE = re.compile(r"fit_speedup=\d+\.\d\d predict_speedup=\d+\.\d\d lora_speedup=\d+\.\d\d")
 
 
 @pytest.mark.slow
@@ -47,6 +47,11 @@ def test_compare_smoke_runs_every_measurement(tmp_path: Path) -> None:
     for key in ("fit-llmclf fp32", "fit-llmclf auto", "fit-hf book", "fit-hf batch"):
         assert results[key]["fit5_s"] > 0
     assert results["fit-llmclf fp32"]["cache"].startswith("frozen-trunk cache on")
+    # LoRA through every block, llmclf packed and transformers + PEFT, timed the same way
+    for key in ("whole-llmclf lora", "whole-hf lora"):
+        assert results[key]["epoch_s"] > 0 and results[key]["steps_run"] == 4
+    assert results["whole-llmclf lora"]["cache"] == "frozen-trunk cache off: every block trains"
+    assert "Training through every block" in proc.stdout
 
 
 EXPORT_SPEED = ROOT / "benchmarks" / "export_speed.py"

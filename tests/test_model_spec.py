@@ -35,12 +35,22 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.mark.parametrize("adapters", [None, Adapters(r=4, alpha=8.0)])
+@pytest.mark.parametrize("adapters", [None, Adapters(r=4, alpha=8.0), Adapters(4, 8.0, blocks=1)])
 def test_the_spec_round_trips_through_json(adapters: Adapters | None) -> None:
     spec = ModelSpec("gpt2", dict(TINY), num_classes=3, pooling="mean", adapters=adapters)
     again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
     assert isinstance(again.adapters, type(adapters))
+
+
+def test_adapters_on_every_block_are_saved_as_before() -> None:
+    """No ``blocks`` key unless it is set, so older llmclf versions still read the spec."""
+    spec = ModelSpec("gpt2", dict(TINY), num_classes=3, adapters=Adapters(r=4, alpha=8.0))
+    assert spec.to_dict()["adapters"] == {"r": 4, "alpha": 8.0}
+    top = ModelSpec("gpt2", dict(TINY), num_classes=3, adapters=Adapters(4, 8.0, blocks=1))
+    model = build_classifier(top)
+    adapted = {n.split(".")[2] for n, _ in model.named_parameters() if ".lora_" in n}
+    assert adapted == {"1"}  # the top block of two
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import UsageError
 from ..options import POOLINGS
 from .gpt2 import GPT2
+from .packing import Packed
 
 
 def pool(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -89,6 +90,25 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, num_classes) for right-padded token ids (B, T) with real ``lengths`` (B,)."""
         return self.forward_from(self.backbone.embed(input_ids), lengths, start_layer=0)
+
+    def forward_packed(self, packed: Packed) -> torch.Tensor:
+        """Logits (N, num_classes) for the N texts of a packed batch (`llmclf.models.packing`):
+        the same as `forward` on the texts unpacked, in their order."""
+        backbone, n_layer = self.backbone, len(self.backbone.h)
+        if not getattr(backbone, "packs", False):
+            raise UsageError(f"{type(backbone).__name__} does not take packed batches; drop --pack")
+        if self.pooling == "last":
+            raise UsageError("'last' pooling reads the padded batch's last position; drop --pack")
+        x = backbone.embed(packed.input_ids, packed.positions)  # (R, W, C)
+        mask = packed.attention_mask()  # (R, 1, W, W)
+        if self.pooling == "mean":
+            x = backbone.ln_f(backbone.run_blocks(x, 0, None, mask))  # (R, W, C)
+            return self.head(packed.mean(x))  # (N, num_classes)
+        x = backbone.run_blocks(x, 0, n_layer - 1, mask)  # (R, W, C)
+        pos = packed.pooled_columns(self.pooling)  # (N,)
+        seen = mask[packed.rows, 0, pos]  # (N, W): what each text's pooled query sees
+        x = backbone.h[n_layer - 1].forward_at(x, pos, packed.rows, seen)  # (N, C)
+        return self.head(backbone.ln_f(x))  # (N, num_classes)
 
     def trunk(self, input_ids: torch.Tensor, end_layer: int) -> torch.Tensor:
         """The hidden states after blocks ``[0, end_layer)``: (B, T) -> (B, T, C).

@@ -37,7 +37,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). ``mask`` (B, 1, T, T) bool, True where a query may attend
+        to a key, replaces the causal mask (a packed batch's: `llmclf.models.packing`)."""
         B, T, C = x.shape  # batch, tokens, embedding
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_head
@@ -45,40 +47,56 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """The output at one position per row, ``pos`` (B,): (B, T, C) -> (B, C).
+    def forward_at(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The output at one position per query, ``pos`` (N,): (B, T, C) -> (N, C).
 
-        Equals ``forward(x)[arange(B), pos]``: keys and values still come from every position up
-        to ``pos``, but only one query is formed and projected.
+        Query ``i`` is row ``rows[i]`` (default: row ``i``) at ``pos[i]``; it sees the keys
+        ``seen[i]`` (N, T) (default: causal, every position up to ``pos[i]``). Equals
+        ``forward(x)[rows, pos]``: keys and values still come from every position, but only
+        one query per text is formed and projected.
         """
         B, T, C = x.shape
-        rows = torch.arange(B, device=x.device)
+        at = torch.arange(B, device=x.device) if rows is None else rows  # (N,)
         if type(self.c_attn) is nn.Linear:
-            # Project the one query row only; keys and values from the rest of the weight.
+            # Project the query rows only; keys and values from the rest of the weight.
             w, b = self.c_attn.weight, self.c_attn.bias  # (3C, C), (3C,)
-            q = F.linear(x[rows, pos], w[:C], None if b is None else b[:C])  # (B, C)
+            q = F.linear(x[at, pos], w[:C], None if b is None else b[:C])  # (N, C)
             k, v = F.linear(x, w[C:], None if b is None else b[C:]).split(C, dim=2)
         else:  # a wrapped projection (LoRA, int8) is applied as a whole
             q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-            q = q[rows, pos]  # (B, C)
-        hs = C // self.n_head
-        q = q.view(B, self.n_head, 1, hs)  # (B, nh, 1, hs)
+            q = q[at, pos]  # (N, C)
+        N, hs = (B if rows is None else rows.shape[0]), C // self.n_head  # queries, head size
+        q = q.view(N, self.n_head, 1, hs)  # (N, nh, 1, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        seen = torch.arange(T, device=x.device) <= pos[:, None]  # (B, T): causal for that query
+        if rows is not None:  # several queries may read one row: each gets its row's keys
+            k, v = k[rows], v[rows]  # (N, nh, T, hs)
+        if seen is None:
+            seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=seen[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, 1, hs)
-        return self.resid_dropout(self.c_proj(y.reshape(B, C)))  # (B, C)
+        )  # (N, nh, 1, hs)
+        return self.resid_dropout(self.c_proj(y.reshape(N, C)))  # (N, C)
 
 
 class MLP(nn.Module):
@@ -106,19 +124,26 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
-    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``forward(x)[arange(B), pos]`` without computing the other positions: -> (B, C).
+    def forward_at(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``forward(x)[rows, pos]`` without computing the other positions: -> (N, C).
 
         A classifier reads one position of the last block, so its MLP and output projection
-        need to run on that position only.
+        need to run on that position only. ``rows`` and ``seen`` as in
+        `CausalSelfAttention.forward_at` (a packed batch's).
         """
-        rows = torch.arange(x.shape[0], device=x.device)
-        y = x[rows, pos] + self.attn.forward_at(self.ln_1(x), pos)  # (B, C)
-        return y + self.mlp(self.ln_2(y))  # (B, C)
+        at = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        y = x[at, pos] + self.attn.forward_at(self.ln_1(x), pos, rows, seen)  # (N, C)
+        return y + self.mlp(self.ln_2(y))  # (N, C)
 
 
 @dataclass
@@ -163,6 +188,7 @@ class GPT2(nn.Module):
     block_prefix: ClassVar[str] = "h."  # block i's parameters start with "h.{i}."
     final_norm: ClassVar[str] = "ln_f."  # the norm after the last block
     embeddings: ClassVar[tuple[str, ...]] = ("wte.", "wpe.")  # token and position embeddings
+    packs: ClassVar[bool] = True  # takes packed batches (`llmclf.models.packing`)
     # LoRA's targets: the attention and MLP projections of every block
     lora_targets: ClassVar[tuple[str, ...]] = (
         "attn.c_attn",
@@ -198,25 +224,37 @@ class GPT2(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=residual_std, generator=generator)
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token plus position embeddings: (B, T) token ids -> (B, T, C)."""
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token plus position embeddings: (B, T) token ids -> (B, T, C). ``positions`` (B, T)
+        gives each token's position (a packed batch's restart with each text); by default
+        ``0 .. T-1``."""
         if input_ids.dim() != 2:
             raise UsageError(
                 f"GPT2 takes token ids shaped (batch, tokens), got shape {tuple(input_ids.shape)}"
             )
         T, context = input_ids.shape[1], self.config.context_length
-        if input_ids.shape[1] > context:
+        # a packed row may be wider than the context: its texts are not (positions restart)
+        if positions is None and input_ids.shape[1] > context:
             raise UsageError(
                 f"input has {T} tokens but the model's context holds {context}; "
                 f"truncate the texts to at most {context} tokens"
             )
-        pos = torch.arange(T, device=input_ids.device)  # (T,)
-        return self.drop(self.wte(input_ids) + self.wpe(pos))  # (B, T, C) + (T, C)
+        pos = torch.arange(T, device=input_ids.device) if positions is None else positions
+        return self.drop(self.wte(input_ids) + self.wpe(pos))  # (B, T, C) + (T, C) or (B, T, C)
 
-    def run_blocks(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Run the blocks ``h[start:end]`` on hidden states x: (B, T, C) -> (B, T, C)."""
+    def run_blocks(
+        self,
+        x: torch.Tensor,
+        start: int = 0,
+        end: int | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the blocks ``h[start:end]`` on hidden states x: (B, T, C) -> (B, T, C).
+
+        ``mask`` (B, 1, T, T) replaces the causal mask (see `CausalSelfAttention.forward`).
+        """
         for block in self.h[start:end]:
-            x = block(x)
+            x = block(x) if mask is None else block(x, mask)
         return x
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

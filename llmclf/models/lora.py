@@ -12,6 +12,7 @@ reloads into a model given the same adapters; `merge_lora` folds them away for i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,16 @@ class LoRALinear(nn.Linear):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = F.linear(F.linear(x, self.lora_A), self.lora_B)  # (.., in) -> (.., r) -> (.., out)
-        return F.linear(x, self.weight, self.bias) + self.scaling * update
+        base = F.linear(x, self.weight, self.bias)  # (.., out)
+        down = F.linear(x, self.lora_A)  # (.., in) -> (.., r): the small product first
+        # base + scaling * down B^T in one kernel: no (.., out) temporaries for the update
+        out = torch.addmm(
+            base.reshape(-1, self.out_features),
+            down.reshape(-1, self.r),
+            self.lora_B.t(),
+            alpha=self.scaling,
+        )
+        return out.view(base.shape)
 
     @torch.no_grad()
     def merged(self) -> nn.Linear:
@@ -63,8 +72,10 @@ def add_lora(
     alpha: float = 16.0,
     targets: tuple[str, ...] = LORA_TARGETS,
     generator: torch.Generator | None = None,
+    include: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` in a `LoRALinear`.
+    """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` (and, when ``include``
+    is given, for which ``include(name)`` is true) in a `LoRALinear`.
 
     Returns the wrapped modules' names. Layers that already carry adapters of the same rank and
     alpha are left as they are; different ones raise `UsageError`.
@@ -72,6 +83,8 @@ def add_lora(
     wrapped = []
     for name, module in list(model.named_modules()):
         if not name.endswith(targets) or not isinstance(module, nn.Linear):
+            continue
+        if include is not None and not include(name):
             continue
         if isinstance(module, LoRALinear):
             if (module.r, module.alpha) != (r, alpha):

@@ -93,11 +93,24 @@ def architecture(name: str) -> Architecture:
 
 @dataclass(frozen=True)
 class Adapters:
-    """LoRA adapters on every block's attention and MLP projections: rank ``r`` and scale
-    ``alpha`` (the update is multiplied by ``alpha / r``)."""
+    """LoRA adapters on the attention and MLP projections of every block (or of the top
+    ``blocks`` blocks): rank ``r`` and scale ``alpha`` (the update is multiplied by
+    ``alpha / r``)."""
 
     r: int = 8
     alpha: float = 16.0
+    blocks: int | None = None  # adapters on the top N blocks only; None: every block
+
+    def layers(self, n_layer: int) -> range | None:
+        """The blocks that carry adapters, or None for every block."""
+        return None if self.blocks is None else range(max(n_layer - self.blocks, 0), n_layer)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{r, alpha}``, and ``blocks`` only when set (older llmclf reads the rest)."""
+        data = dataclasses.asdict(self)
+        if self.blocks is None:
+            del data["blocks"]
+        return data
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -106,6 +119,9 @@ class Adapters:
             raise ConfigError(f"model.adapters.alpha must be a number, got {self.alpha!r}")
         if self.alpha <= 0:
             raise ConfigError(f"model.adapters.alpha must be > 0, got {self.alpha!r}")
+        b = self.blocks
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ConfigError(f"model.adapters.blocks must be an integer >= 1 or null, got {b!r}")
 
 
 @dataclass(frozen=True)
@@ -139,7 +155,9 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON values (what ``llmclf.json`` holds under ``"model"``)."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["adapters"] = None if self.adapters is None else self.adapters.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelSpec:
@@ -154,8 +172,10 @@ class ModelSpec:
                 raise ConfigError(f"model has no {name!r} field")
         adapters = data.get("adapters")
         if adapters is not None:
-            if not isinstance(adapters, dict) or set(adapters) - {"r", "alpha"}:
-                raise ConfigError(f"model.adapters must be {{r, alpha}}, got {adapters!r}")
+            if not isinstance(adapters, dict) or set(adapters) - {"r", "alpha", "blocks"}:
+                raise ConfigError(
+                    f"model.adapters must be {{r, alpha[, blocks]}}, got {adapters!r}"
+                )
             adapters = Adapters(**adapters)
         return cls(**{**data, "adapters": adapters})
 
@@ -194,8 +214,10 @@ def build_classifier(
     model = SequenceClassifier(backbone, spec.num_classes, pooling=spec.pooling)
     if spec.adapters is not None:
         generator = torch.Generator().manual_seed(seed)
-        targets = BackboneNames.of(model.backbone).lora_targets
-        add_lora(model.backbone, spec.adapters.r, spec.adapters.alpha, targets, generator)
+        names = BackboneNames.of(model.backbone)
+        only = names.only(spec.adapters.layers(len(model.backbone.h)))
+        r, alpha = spec.adapters.r, spec.adapters.alpha
+        add_lora(model.backbone, r, alpha, names.lora_targets, generator, only)
     return model
 
 

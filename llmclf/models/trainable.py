@@ -12,6 +12,9 @@ clipping, the DDP check and the resume snapshot use (nothing re-scans ``requires
 - ``lora`` or ``lora:r=16,alpha=32``: LoRA adapters (default r=8, alpha=16) on every block's
   attention and MLP projections, + head. The whole base model, final LayerNorm included, stays
   frozen, so a LoRA run adds only adapters and a head to what it started from.
+- ``lora:blocks=N`` (with r and alpha or not): adapters on the top N blocks only. The blocks
+  below the lowest adapter are frozen and nothing in them trains, so the frozen-trunk cache
+  computes them once per text.
 
 The backbone class says which parameters are which (`BackboneNames`): GPT-2's blocks are
 ``h.{i}.``, its final norm ``ln_f.``; Llama's are ``layers.{i}.`` and ``norm.``. Nothing here
@@ -51,6 +54,13 @@ class BackboneNames:
         defaults = cls()
         return cls(**{f: getattr(kind, f, getattr(defaults, f)) for f in cls.__dataclass_fields__})
 
+    def only(self, layers: range | None):
+        """A test for `add_lora`'s ``include``: whether a backbone module name is in one of
+        ``layers`` (every module when ``layers`` is None)."""
+        if layers is None:
+            return None
+        return lambda name: self.block_of("backbone." + name) in layers
+
     def block_of(self, name: str) -> int | None:
         """The block a classifier parameter belongs to ("backbone.h.3.mlp.c_fc.weight" -> 3)."""
         prefix = "backbone." + self.block_prefix
@@ -59,7 +69,7 @@ class BackboneNames:
         return int(name[len(prefix) :].split(".", 1)[0])
 
 
-FORMS = "head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A"
+FORMS = "head, last-block, last-blocks:N, all, lora, lora:r=R,alpha=A,blocks=N"
 DEFAULT_POLICY = "last-block"
 
 
@@ -68,7 +78,8 @@ class TrainablePolicy:
     """A parsed policy: ``kind`` is head | last-blocks | all | lora."""
 
     kind: str
-    blocks: int = 0  # last-blocks: how many of the top blocks train
+    blocks: int = 0  # last-blocks: how many of the top blocks train; lora: how many of the top
+    # blocks carry adapters (0: every block)
     r: int = 8  # lora: rank of the adapters
     alpha: float = 16.0  # lora: the update is scaled by alpha / r
     text: str = field(default="", compare=False)  # the policy as written ("lora:r=4")
@@ -78,7 +89,9 @@ class TrainablePolicy:
         """The LoRA adapters this policy adds to the model, or None."""
         from .spec import Adapters
 
-        return Adapters(self.r, self.alpha) if self.kind == "lora" else None
+        if self.kind != "lora":
+            return None
+        return Adapters(self.r, self.alpha, blocks=self.blocks or None)
 
 
 @dataclass(frozen=True)
@@ -123,14 +136,16 @@ def _parse_lora(policy: str, args: str) -> TrainablePolicy:
         key, _, value = item.partition("=")
         key = key.strip()
         try:
-            number = float(value) if key in ("r", "alpha") else None
+            number = float(value) if key in ("r", "alpha", "blocks") else None
         except ValueError:
             number = None
-        if number is None or key in values or number <= 0 or (key == "r" and number % 1):
+        whole = key in ("r", "blocks")
+        if number is None or key in values or number <= 0 or (whole and number % 1):
             raise _bad(policy)
         values[key] = number
     r, alpha = int(values.get("r", 8)), values.get("alpha", 16.0)
-    return TrainablePolicy("lora", r=r, alpha=alpha, text=policy.strip())
+    blocks = int(values.get("blocks", 0))
+    return TrainablePolicy("lora", blocks=blocks, r=r, alpha=alpha, text=policy.strip())
 
 
 def _bad(policy: object) -> UsageError:
@@ -150,8 +165,10 @@ def apply_trainable(model: SequenceClassifier, policy: str, *, seed: int = 123) 
     _check_blocks(parsed, len(model.backbone.h))
     if parsed.adapters is not None:
         generator = torch.Generator().manual_seed(seed)
-        targets = BackboneNames.of(model.backbone).lora_targets
-        add_lora(model.backbone, parsed.r, parsed.alpha, targets, generator)
+        names = BackboneNames.of(model.backbone)
+        layers = parsed.adapters.layers(len(model.backbone.h))
+        targets = names.lora_targets
+        add_lora(model.backbone, parsed.r, parsed.alpha, targets, generator, names.only(layers))
     return freeze(model, parsed)
 
 
@@ -171,6 +188,11 @@ def _check_blocks(policy: TrainablePolicy, n_layer: int) -> None:
         raise UsageError(
             f"trainable policy {policy.text!r} asks for {policy.blocks} blocks but the backbone "
             f"has {n_layer}; use last-blocks:{n_layer} or all"
+        )
+    if policy.kind == "lora" and policy.blocks > n_layer:
+        raise UsageError(
+            f"trainable policy {policy.text!r} asks for adapters on {policy.blocks} blocks but "
+            f"the backbone has {n_layer}; use blocks={n_layer} or leave blocks out"
         )
 
 

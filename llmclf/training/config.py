@@ -78,8 +78,8 @@ class ModelChoice:
     )
     trainable: str = option(
         "last-block",
-        "What trains: head, last-block, last-blocks:N, all, lora (r 8, alpha 16), or "
-        "lora:r=R,alpha=A.",
+        "What trains: head, last-block, last-blocks:N, all, lora (r 8, alpha 16, every "
+        "block), or lora:r=R,alpha=A,blocks=N.",
         metavar="POLICY",
     )
     dropout: float = option(0.0, "Dropout rate during training.")
@@ -170,6 +170,14 @@ class RuntimeSpec:
     save: str = option(
         "best", "Keep the best model by validation loss, or the last.", choices=SAVE_POLICIES
     )
+    pack: bool = option(
+        False,
+        "Pack several texts into each row (block-diagonal mask): no padding where the whole "
+        "model runs (lora, all); exact.",
+    )
+    compile: bool = option(
+        False, "torch.compile the transformer blocks (compiling takes a while at the start)."
+    )
     output: str | None = option(
         None, "Run directory.", metavar="DIR", default_text="runs/<dataset>, made unique"
     )
@@ -187,7 +195,7 @@ class RuntimeSpec:
 
 # Fields newer than the flat schema older llmclf versions read: saved only when they differ from
 # their default, so a run that does not use them still loads in an older llmclf.
-SAVED_WHEN_SET = ("strip_html", "long_texts", "cache_dir")
+SAVED_WHEN_SET = ("strip_html", "long_texts", "cache_dir", "pack", "compile")
 
 SECTIONS: dict[str, type] = {
     "data": DataSpec,

@@ -26,6 +26,7 @@ from ..data.padding import Batch
 from ..data.pipeline import PreparedData, Split
 from ..errors import CheckpointError
 from ..models.classifier import SequenceClassifier
+from ..models.packing import Packed, pack
 from ..scoring import local_rows, score
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -47,7 +48,11 @@ class BatchForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, start_layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor | Packed, lengths: torch.Tensor | None, start_layer: int = 0
+    ) -> torch.Tensor:
+        if isinstance(x, Packed):
+            return self.model.forward_packed(x)
         if x.dim() == 2 and x.is_floating_point():  # (B, C) pooled, from a head-only cache
             return self.model.head(x)
         if start_layer == 0:
@@ -172,6 +177,8 @@ class TrainingLoop:
         lengths = batch.lengths.to(self.device)
         cache = self.caches[name]
         with self.amp():
+            if cache is None and self.cfg.pack:  # the texts side by side, no padding
+                return self.forward(pack(batch.input_ids, batch.lengths).to(self.device), None)
             if cache is None:
                 return self.forward(batch.input_ids.to(self.device), lengths)
             hidden = cache.assemble(positions, batch, self.device)

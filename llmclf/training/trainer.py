@@ -61,12 +61,30 @@ def check_names(config: TrainConfig) -> None:
     check_combination(config.padding, config.pooling, config.max_length)
     balancers.get(config.balance)
     entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    check_packing(config, entry)
     long_text = get_long_text_policy(config.long_texts)
     if entry.context_length or config.max_length:  # a plugin's builder may say it only once built
         check_cap = getattr(long_text, "check_cap", None)
         if check_cap is not None:
             check_cap(token_cap(config.max_length, entry.context_length or config.max_length))
     find_dataset(config.dataset)
+
+
+def check_packing(config: TrainConfig, entry: BackboneEntry) -> None:
+    """Refuse ``pack`` where it cannot be exact: 'last' pooling, or a backbone that does not
+    take packed batches."""
+    if not config.pack:
+        return
+    if config.pooling == "last":
+        raise ConfigError(
+            "pack: 'last' pooling reads each padded batch's last position, which a packed row "
+            "does not have; use --pooling last-token, or drop --pack"
+        )
+    if not getattr(entry.architecture.model_class, "packs", False):
+        raise ConfigError(
+            f"pack: {entry.architecture.name} backbones do not take packed batches yet; "
+            "drop --pack (--bucket also cuts padding)"
+        )
 
 
 def default_output_dir(dataset: str, root: Path = Path("runs")) -> Path:
@@ -281,6 +299,8 @@ class Trainer:
     ) -> LoopModel:
         """The model as the loop calls it (under DDP when distributed) and its optimizer."""
         cfg = self.config
+        if cfg.compile:
+            compile_blocks(model)
         forward: torch.nn.Module = BatchForward(model)
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -464,6 +484,14 @@ def _class_weights(data: PreparedData, device: torch.device) -> torch.Tensor | N
     if not data.class_weights:
         return None
     return torch.tensor(data.class_weights, dtype=torch.float32, device=device)
+
+
+def compile_blocks(model: SequenceClassifier) -> None:
+    """``torch.compile`` every transformer block in place (dynamic shapes: batches vary in
+    width). The blocks share one compiled graph; the pooled last block's one-position path
+    (`forward_at`) stays eager."""
+    for block in model.backbone.h:
+        block.compile(dynamic=True)
 
 
 def make_optimizer(

@@ -1,0 +1,194 @@
+"""Training through every block faster (issue 15): packing, lora:blocks=N, --compile.
+
+Each speed-up must leave the result as it was: packed batches give the unpacked logits and
+gradients, adapters on the top blocks use the frozen-trunk cache exactly, compiled blocks give
+the eager blocks' outputs, and frozen weights never get a gradient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import Collect, tiny_config, write_topic_csv
+
+from llmclf import Trainer
+from llmclf.errors import ConfigError
+from llmclf.models.classifier import SequenceClassifier
+from llmclf.models.gpt2 import GPT2, GPT2Config
+from llmclf.models.lora import add_lora
+from llmclf.models.packing import layout, pack
+from llmclf.models.trainable import apply_trainable
+
+LENGTHS = [5, 12, 3, 7, 12, 1, 9, 2]
+
+
+def _model(pooling: str, dtype: torch.dtype = torch.float32) -> SequenceClassifier:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=97, context_length=32, n_embd=32, n_layer=3, n_head=4)
+    model = SequenceClassifier(GPT2(config), 3, pooling).to(dtype)
+    add_lora(model.backbone, r=2, alpha=4.0)
+    with torch.no_grad():  # adapters that change the outputs, so their gradients are not trivial
+        for name, param in model.named_parameters():
+            if name.endswith("lora_B"):
+                param.normal_(std=0.05)
+    return model
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor(LENGTHS)
+    ids = torch.randint(
+        0, 96, (len(LENGTHS), max(LENGTHS)), generator=torch.Generator().manual_seed(1)
+    )
+    for row, n in enumerate(LENGTHS):
+        ids[row, n:] = 96  # right padding
+    return ids, lengths
+
+
+def _logits_and_grads(model: SequenceClassifier, packed: bool):
+    ids, lengths = _batch()
+    logits = model.forward_packed(pack(ids, lengths)) if packed else model(ids, lengths)
+    grads = torch.autograd.grad(logits.square().sum(), list(model.parameters()))
+    return logits, grads
+
+
+@pytest.mark.parametrize("pooling", ["last-token", "first", "mean"])
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_a_packed_batch_gives_the_unpacked_logits_and_gradients(
+    pooling: str, dtype: torch.dtype, tolerance: float
+) -> None:
+    model = _model(pooling, dtype)
+    plain, plain_grads = _logits_and_grads(model, packed=False)
+    packed, packed_grads = _logits_and_grads(model, packed=True)
+    assert len(pack(*_batch()).input_ids) < len(LENGTHS)  # it did pack: fewer rows than texts
+    scale = plain.abs().max()
+    assert (packed - plain).abs().max() <= tolerance * scale
+    for a, b in zip(plain_grads, packed_grads, strict=True):
+        assert (a - b).abs().max() <= tolerance * max(a.abs().max(), 1e-3)
+
+
+def test_a_packed_text_does_not_depend_on_its_neighbours() -> None:
+    model = _model("last-token")
+    ids, lengths = _batch()
+    with torch.no_grad():
+        together = model.forward_packed(pack(ids, lengths))
+        alone = torch.cat(
+            [
+                model.forward_packed(pack(ids[i : i + 1], lengths[i : i + 1]))
+                for i in range(len(ids))
+            ]
+        )
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_texts_share_rows_without_overlap_and_little_is_left_over() -> None:
+    lengths = [7, 3, 3, 1, 5, 2, 7, 4]  # 32 tokens
+    width, placed = layout(lengths, min_width=7)
+    used: set[tuple[int, int]] = set()
+    for (row, start), n in zip(placed, lengths, strict=True):
+        cells = {(row, start + j) for j in range(n)}
+        assert start + n <= width and not cells & used
+        used |= cells
+    assert (width, 1 + max(row for row, _ in placed)) == (7, 5)  # 35 cells for 32 tokens
+    width, placed = layout(lengths)  # rows of at least PACK_WIDTH: one row, exactly as wide
+    assert width == 32 and {row for row, _ in placed} == {0}
+
+
+def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
+    config = tiny_config(data, tmp_path / name, batch_size=8, eval_every=2, epochs=1, **changes)
+    reporter = Collect()
+    run = Trainer(config, reporter=reporter).fit()
+    return run.history, run.metrics, reporter
+
+
+def _same_run(a: tuple, b: tuple, tolerance: float = 1e-4) -> None:
+    (history_a, metrics_a, _), (history_b, metrics_b, _) = a, b
+    assert len(history_a) == len(history_b) > 2
+    for x, y in zip(history_a, history_b, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert x[key] == pytest.approx(y[key], abs=tolerance), (key, x, y)
+    assert metrics_a["test"]["accuracy"] == metrics_b["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("trainable", ["all", "lora:r=4,alpha=8"])
+def test_training_with_pack_gives_the_losses_of_training_without(
+    tmp_path: Path, trainable: str
+) -> None:
+    packed = _fit(tmp_path, "packed", trainable=trainable, pack=True)
+    plain = _fit(tmp_path, "plain", trainable=trainable)
+    _same_run(packed, plain)
+
+
+def test_pack_refuses_last_pooling_in_one_line(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "d.csv", pack=True, pooling="last", padding="pad-dataset")
+    with pytest.raises(ConfigError, match=r"^pack: 'last' pooling .* drop --pack$"):
+        Trainer(config).fit()
+
+
+def test_pack_refuses_a_backbone_that_cannot_take_packed_batches(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "d.csv", pack=True, backbone="llama-tiny")
+    with pytest.raises(ConfigError, match=r"^pack: llama backbones do not take packed batches"):
+        Trainer(config).fit()
+
+
+def test_lora_on_the_top_blocks_trains_only_them_and_caches_the_rest_exactly(
+    tmp_path: Path,
+) -> None:
+    cached = _fit(tmp_path, "cached", trainable="lora:blocks=1,r=4,alpha=8")
+    plain = _fit(tmp_path, "plain", trainable="lora:blocks=1,r=4,alpha=8", cache="off")
+    model = next(d for e, d in cached[2].events if e == "model")
+    assert model["cache"].startswith("frozen-trunk cache on: blocks 0-0")  # gpt2-tiny: 2 blocks
+    _same_run(cached, plain, tolerance=1e-5)
+
+
+def test_a_lora_blocks_run_reloads_and_scores_as_trained(tmp_path: Path) -> None:
+    from llmclf.evaluation import evaluate_run
+
+    _, metrics, _ = _fit(tmp_path, "run", trainable="lora:blocks=1,r=4,alpha=8", pack=True)
+    again = evaluate_run(tmp_path / "run", device="cpu")
+    assert again["accuracy"] == metrics["test"]["accuracy"]
+    assert again["loss"] == pytest.approx(metrics["test"]["loss"], abs=1e-5)
+
+
+def test_lora_blocks_puts_adapters_on_the_top_blocks_only() -> None:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=97, context_length=32, n_embd=32, n_layer=3, n_head=4)
+    model = SequenceClassifier(GPT2(config), 3)
+    report = apply_trainable(model, "lora:blocks=2")
+    adapted = {int(n.split(".")[2]) for n in report.trainable_names if ".lora_" in n}
+    assert adapted == {1, 2}
+    assert report.first_trainable_layer == 1
+    assert {n for n in report.trainable_names if ".lora_" not in n} == {"head.weight", "head.bias"}
+
+
+def test_frozen_weights_get_no_gradient_with_lora() -> None:
+    model = _model("last-token")
+    report = apply_trainable(model, "lora:r=2,alpha=4")
+    ids, lengths = _batch()
+    model(ids, lengths).sum().backward()
+    for name, param in model.named_parameters():
+        assert (param.grad is not None) == (name in report.trainable_names), name
+
+
+def _compiles() -> bool:
+    try:
+        torch.compile(lambda x: x + 1)(torch.zeros(2))
+    except Exception:  # no C compiler, or inductor unsupported here
+        return False
+    return True
+
+
+@pytest.mark.slow  # inductor compiles the block's forward and backward: about a minute
+@pytest.mark.skipif(not _compiles(), reason="torch.compile cannot run here (no C compiler?)")
+def test_compiled_blocks_give_the_eager_logits_and_gradients() -> None:
+    from llmclf.training.trainer import compile_blocks
+
+    model = _model("last-token")
+    eager, eager_grads = _logits_and_grads(model, packed=True)
+    compile_blocks(model)
+    compiled, compiled_grads = _logits_and_grads(model, packed=True)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager_grads, compiled_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
