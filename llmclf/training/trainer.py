@@ -19,7 +19,8 @@ from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
 from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
 from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
-from ..options import SPLITS
+from ..models.gpt2 import set_attention
+from ..options import POOLINGS_READING_PADDING, SPLITS
 from ..registries import balancers, padding
 from . import distributed, rundir
 from .config import TrainConfig
@@ -53,7 +54,7 @@ def check_names(config: TrainConfig) -> None:
     """Look up every registry name in ``config`` (padding, balancer, backbone, dataset), so a
     mistyped one fails at once, before any data is read or any model built; and refuse a
     padding and pooling that would make predictions depend on their batch."""
-    check_combination(config.padding, config.pooling, config.max_length)
+    check_combination(config.padding, config.pooling, config.max_length, config.attention)
     balancers.get(config.balance)
     backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
     get_long_text_policy(config.long_texts)
@@ -342,7 +343,9 @@ class Trainer:
         """The backbone module, built (weights read) under a ``backbone`` phase."""
         cfg = self.config
         with Phase(self.reporter, "backbone"):
-            return entry.builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            backbone = entry.builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+        set_attention(backbone, cfg.attention)  # refused for a backbone without the option
+        return backbone
 
     def _build_caches(
         self,
@@ -381,8 +384,12 @@ class Trainer:
         caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         if use:
             amp = partial(autocast, device, amp_dtype)
-            # 'last' reads the batch's last position, so its widths must stay exact
-            reduced = amp_dtype is not None and cfg.pooling != "last"
+            # poolings reading padding, and attention that sees it, need exact widths
+            reduced = (
+                amp_dtype is not None
+                and cfg.pooling not in POOLINGS_READING_PADDING
+                and cfg.attention == "causal"
+            )
             multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
             splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
             mine = sum(len(range(ctx.rank, len(split), ctx.world_size)) for _, split in splits)
