@@ -17,9 +17,9 @@ from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
+from ..models.gpt2 import set_attention
 from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
 from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
-from ..models.gpt2 import set_attention
 from ..options import POOLINGS_READING_PADDING, SPLITS
 from ..registries import balancers, padding
 from . import distributed, rundir
@@ -56,7 +56,12 @@ def check_names(config: TrainConfig) -> None:
     padding and pooling that would make predictions depend on their batch."""
     check_combination(config.padding, config.pooling, config.max_length, config.attention)
     balancers.get(config.balance)
-    backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    if config.attention != "causal" and entry.architecture.name != "gpt2":
+        raise ConfigError(
+            f"attention: {config.attention} needs a GPT-2 backbone; {config.backbone} is "
+            f"{entry.architecture.name}, whose attention is causal only; use --attention causal"
+        )
     get_long_text_policy(config.long_texts)
     find_dataset(config.dataset)
 
@@ -78,6 +83,10 @@ class Trainer:
     ``Trainer(TrainConfig(...))`` or ``Trainer(dataset="tickets", backbone="gpt2-small")``;
     keyword arguments override fields of ``config``. Under ``torchrun`` the same call trains
     with DistributedDataParallel; only rank 0 reports and writes files.
+
+    ``reuse``, when given, is a store of prepared data and frozen-trunk caches shared by the
+    runs of one process (`llmclf.sweeps.reuse.PreparedStore`): it hands back what an earlier run
+    built when everything it depends on is the same, and builds it otherwise.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class Trainer:
         config: TrainConfig | None = None,
         *,
         reporter: Reporter | None = None,
+        reuse: Any = None,
         **overrides: Any,
     ) -> None:
         config = config or TrainConfig()
@@ -93,12 +103,15 @@ class Trainer:
             config = config.replace(dataset=str(Path(config.dataset).resolve()))
         self.config = config
         self.reporter = reporter or Reporter()
+        self.reuse = reuse
         self._resume_dir: Path | None = None  # where a resumed run's files are
         self._work_dir: Path | None = None  # where `fit` writes: the run, or its staging dir
         self._output: tuple[tuple[str | None, str], Path] | None = None
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, reporter: Reporter | None = None) -> Trainer:
+    def resume(
+        cls, run_dir: str | Path, *, reporter: Reporter | None = None, reuse: Any = None
+    ) -> Trainer:
         """A Trainer that continues the run in ``run_dir`` from its last completed epoch."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -107,7 +120,7 @@ class Trainer:
             )
         work = rundir.resumable_dir(run_dir)
         config = RunDirectory(work).resume_config()
-        trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
+        trainer = cls(config.replace(output=str(run_dir)), reporter=reporter, reuse=reuse)
         trainer._resume_dir = work
         return trainer
 
@@ -209,8 +222,9 @@ class Trainer:
         cfg = self.config
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         policy.set_long_texts(cfg.long_texts)
+        build = partial(prepare_data, cfg.data, tokenizer, context_length, reporter=self.reporter)
         with Phase(self.reporter, "data"):
-            data = prepare_data(cfg.data, tokenizer, context_length, reporter=self.reporter)
+            data = build() if self.reuse is None else self.reuse.data(cfg, tokenizer, build)
         if self._resume_dir is not None:
             saved = run_dir.read_manifest()["data"]["fingerprint"]
             if saved != data.fingerprint:
@@ -383,31 +397,49 @@ class Trainer:
             self.reporter.event("message", text=note)
         caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         if use:
-            amp = partial(autocast, device, amp_dtype)
-            # poolings reading padding, and attention that sees it, need exact widths
-            reduced = (
-                amp_dtype is not None
-                and cfg.pooling not in POOLINGS_READING_PADDING
-                and cfg.attention == "causal"
+            build = partial(
+                self._compute_caches, model, data, policy, trainable, device, amp_dtype, ctx
             )
-            multiple = REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
-            splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
-            mine = sum(len(range(ctx.rank, len(split), ctx.world_size)) for _, split in splits)
-            with Phase(self.reporter, "trunk cache", total=mine) as phase:
-                for name, split in splits:
-                    if len(split):
-                        caches[name] = build_trunk_cache(
-                            model,
-                            split.token_ids,
-                            policy,
-                            trainable.first_trainable_layer,
-                            device,
-                            amp,
-                            ctx=ctx,
-                            width_multiple=multiple,
-                            progress=phase.advance,
-                        )
+            if self.reuse is None:
+                caches = build()
+            else:
+                caches = self.reuse.caches(
+                    cfg, data, policy, trainable.first_trainable_layer, amp_dtype, build
+                )
         return caches, note
+
+    def _compute_caches(
+        self,
+        model: SequenceClassifier,
+        data: PreparedData,
+        policy: Any,
+        trainable: TrainableReport,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        ctx: DistContext,
+    ) -> dict[str, TrunkCache | None]:
+        """Run the frozen blocks once per text of every split (`_build_caches` decided to)."""
+        cfg = self.config
+        caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
+        amp = partial(autocast, device, amp_dtype)
+        multiple = cache_width_multiple(cfg, amp_dtype)
+        splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
+        mine = sum(len(range(ctx.rank, len(split), ctx.world_size)) for _, split in splits)
+        with Phase(self.reporter, "trunk cache", total=mine) as phase:
+            for name, split in splits:
+                if len(split):
+                    caches[name] = build_trunk_cache(
+                        model,
+                        split.token_ids,
+                        policy,
+                        trainable.first_trainable_layer,
+                        device,
+                        amp,
+                        ctx=ctx,
+                        width_multiple=multiple,
+                        progress=phase.advance,
+                    )
+        return caches
 
     def _plot(self, path: Path, history: list[dict[str, Any]]) -> None:
         from .curves import plot_curves
@@ -415,6 +447,18 @@ class Trainer:
         note = plot_curves(history, path)
         if note:
             self.reporter.event("message", text=note)
+
+
+def cache_width_multiple(cfg: TrainConfig, amp_dtype: torch.dtype | None) -> int:
+    """The multiple the frozen-trunk cache rounds batch widths up to (see
+    `REDUCED_PRECISION_WIDTH_MULTIPLE`): 1 in fp32, and whenever the pooling reads padding or
+    the attention sees it, since their widths must stay exact."""
+    reduced = (
+        amp_dtype is not None
+        and cfg.pooling not in POOLINGS_READING_PADDING
+        and cfg.attention == "causal"
+    )
+    return REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
 
 
 def _describe(
