@@ -43,7 +43,7 @@ def plan_sweep(
     layout, title = "overrides", "Sweep results"
     if preset:
         fields, chosen = preset_rows(preset)
-        layout, title = "book", f"{preset}"
+        layout, title = "book", f"{preset}: the book's ablation table, run by llmclf sweep"
     elif isinstance(rows, str | Path):
         chosen = read_sweep_file(rows)
     elif rows:
@@ -56,10 +56,12 @@ def plan_sweep(
         default = TrainConfig().to_dict()
         given = {k: v for k, v in given.items() if v != default.get(k)}
     fields.update(given)
-    chosen = select(chosen, only)
     root = Path(output)
     configs = resolve_rows(fields, chosen, root)
-    skipped = _too_large(chosen, configs, limit_size) if limit_size else {}
+    selected = select(chosen, only)
+    skipped = {r.name: "not in --rows" for r in chosen if r not in selected}
+    if limit_size:
+        skipped = {**_too_large(chosen, configs, limit_size), **skipped}
     return SweepPlan(chosen, configs, skipped, layout, title)
 
 

@@ -6,7 +6,7 @@ same first trainable layer, same precision and device, same attention, no dropou
 texts out the same way get the same frozen-trunk cache. Both are keyed by everything they
 depend on (`data_key`, `trunk_key`), so a reused object is exactly what the row would have
 built itself. They live in this process's memory only; the store keeps the last few data sets
-and only the last cache, since a cache can take gigabytes.
+and the most recent caches up to a memory budget (2 GiB by default; the newest is always kept).
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ class PreparedStore:
     ``hits`` counts what was reused, by kind (``"data"``, ``"trunk cache"``).
     """
 
-    def __init__(self, *, max_data: int = 2, max_caches: int = 1) -> None:
+    def __init__(self, *, max_data: int = 2, max_cache_bytes: int = 2 << 30) -> None:
         self._data: OrderedDict[str, Any] = OrderedDict()
         self._caches: OrderedDict[str, Any] = OrderedDict()
-        self._limits = {"data": max_data, "trunk cache": max_caches}
+        self._max_data = max_data
+        self._max_cache_bytes = max_cache_bytes
         self.hits = {"data": 0, "trunk cache": 0}
 
     def data(self, cfg: TrainConfig, tokenizer: Any, build: Callable[[], Any]) -> Any:
@@ -100,7 +101,15 @@ class PreparedStore:
 
         multiple = cache_width_multiple(cfg, amp_dtype)
         key = trunk_key(cfg, data, policy, end_layer, amp_dtype, multiple)
-        return dict(self._get(self._caches, "trunk cache", key, build))
+        if key in self._caches:
+            self._caches.move_to_end(key)
+            self.hits["trunk cache"] += 1
+            return dict(self._caches[key])
+        self._caches[key] = caches = build()
+        sizes = {k: _cache_bytes(v) for k, v in self._caches.items()}
+        while len(self._caches) > 1 and sum(sizes.values()) > self._max_cache_bytes:
+            sizes.pop(self._caches.popitem(last=False)[0])  # the oldest goes first
+        return dict(caches)
 
     def clear(self) -> None:
         """Forget everything (frees the memory the caches hold)."""
@@ -112,7 +121,20 @@ class PreparedStore:
             store.move_to_end(key)
             self.hits[kind] += 1
             return store[key]
-        while len(store) >= self._limits[kind]:  # free the oldest before building the new one
+        while len(store) >= self._max_data:  # free the oldest before building the new one
             store.popitem(last=False)
         store[key] = value = build()
         return value
+
+
+def _cache_bytes(caches: dict[str, Any]) -> int:
+    """The memory the frozen-trunk caches of a run's splits hold."""
+    total = 0
+    for cache in caches.values():
+        if cache is None:
+            continue
+        size = getattr(cache, "nbytes", None)
+        if size is None:
+            size = sum(t.numel() * t.element_size() for t in getattr(cache, "states", ()))
+        total += int(size)
+    return total

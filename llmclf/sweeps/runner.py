@@ -63,7 +63,7 @@ def run_sweep(
     store = PreparedStore() if reuse else None
     state = _read_state(output)
     results = [
-        _pending(row, cfg, plan.skipped.get(row.name))
+        _pending(row, cfg, plan.skipped.get(row.name), state.get(row.name, {}))
         for row, cfg in zip(plan.rows, plan.configs, strict=True)
     ]
     files: dict[str, str | None] = {}
@@ -84,15 +84,26 @@ def run_sweep(
     return SweepResult(output, results, files, reused)
 
 
-def _pending(row: SweepRow, cfg: TrainConfig, skipped: str | None) -> RowResult:
+def _pending(
+    row: SweepRow, cfg: TrainConfig, skipped: str | None, mine: dict[str, Any]
+) -> RowResult:
+    """A row's result before the sweep runs: not run (a described row), skipped (left out
+    this time: read from its run directory when an earlier sweep finished it), or pending."""
     result = RowResult(
         row.name, dict(row.overrides), cfg.to_dict(), label=row.label, run_dir=str(cfg.output)
     )
+    path = Path(cfg.output)  # type: ignore[arg-type]
     if not row.runs:
         result.status, result.note, result.run_dir = "not run", row.note or "", ""
+    elif skipped and _finished(path) and not _config_differences(cfg, _saved_config(path)):
+        _read_finished(row, cfg, path, result, mine)
     elif skipped:
         result.status, result.note, result.run_dir = "skipped", skipped, ""
     return result
+
+
+def _saved_config(path: Path) -> dict[str, Any]:
+    return ckpt.read_json(path / ckpt.MANIFEST_FILE)["config"]
 
 
 def _run_row(
