@@ -115,43 +115,56 @@ def _run_row(
     reporter: Reporter,
 ) -> None:
     """Run (or continue, or read) one row and fill ``result``."""
-    from ..training.device import resolve_device
-    from ..training.trainer import Trainer
-
     path = Path(cfg.output)  # type: ignore[arg-type]
     if staged := rundir.finished_staging(path):  # killed while a restart was moved in
         rundir.promote(staged, path)
     mine = state.setdefault(row.name, {})
     if not _finished(path):
-        resumable = any(RunDirectory(w).has_resume_state() for w in (path / STAGING_DIR, path))
-        if resumable and _config_differences(
-            cfg,
-            RunDirectory(
-                path / STAGING_DIR if RunDirectory(path / STAGING_DIR).has_resume_state() else path
-            )
-            .resume_config()
-            .to_dict(),
-        ):
-            resumable = False  # the row changed since: start it again
-        if not resumable:
-            mine.pop("wall_time_s", None)
-        device = resolve_device(cfg.device)
-        start = time.perf_counter()
-        try:
-            with PeakMemory(device) as peak:
-                if resumable:
-                    trainer = Trainer.resume(path, reporter=reporter, reuse=store)
-                    trainer.fit()
-                else:
-                    trainer = Trainer(cfg, reporter=reporter, reuse=store)
-                    trainer.fit(overwrite=rundir.is_run(path))
-        finally:  # an interrupted row keeps the time it ran, for when it resumes
-            mine["wall_time_s"] = mine.get("wall_time_s", 0.0) + time.perf_counter() - start
-            if peak.mib is not None:
-                mine["peak_memory_mib"] = max(mine.get("peak_memory_mib", 0.0), peak.mib)
-                mine["memory_kind"] = peak.kind
-            mine["device"] = device.type
+        resume = _resumable(cfg, path)
+        if not resume:  # a fresh start: the time and memory of an earlier attempt do not count
+            mine.clear()
+        _fit_row(cfg, path, resume, mine, store, reporter)
     _read_finished(row, cfg, path, result, mine)
+
+
+def _resumable(cfg: TrainConfig, path: Path) -> bool:
+    """Whether the row's run directory holds an interrupted run of this very config that can
+    continue from a saved epoch (a run of other settings starts again)."""
+    for work in (path / STAGING_DIR, path):  # an interrupted --overwrite is the newer run
+        if RunDirectory(work).has_resume_state():
+            saved = RunDirectory(work).resume_config().to_dict()
+            return not _config_differences(cfg, saved)
+    return False
+
+
+def _fit_row(
+    cfg: TrainConfig,
+    path: Path,
+    resume: bool,
+    mine: dict[str, Any],
+    store: PreparedStore | None,
+    reporter: Reporter,
+) -> None:
+    """Fit the row (or resume it), adding its wall time and peak memory to ``mine``."""
+    from ..training.device import resolve_device
+    from ..training.trainer import Trainer
+
+    device = resolve_device(cfg.device)
+    peak = PeakMemory(device)
+    start = time.perf_counter()
+    try:
+        with peak:
+            if resume:
+                Trainer.resume(path, reporter=reporter, reuse=store).fit()
+            else:
+                trainer = Trainer(cfg, reporter=reporter, reuse=store)
+                trainer.fit(overwrite=rundir.is_run(path))
+    finally:  # an interrupted row keeps the time it ran, for when it resumes
+        mine["wall_time_s"] = mine.get("wall_time_s", 0.0) + time.perf_counter() - start
+        if peak.mib is not None:
+            mine["peak_memory_mib"] = max(mine.get("peak_memory_mib", 0.0), peak.mib)
+            mine["memory_kind"] = peak.kind
+        mine["device"] = device.type
 
 
 def _finished(path: Path) -> bool:
