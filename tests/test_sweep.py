@@ -99,6 +99,18 @@ def test_sweep_files_in_toml_and_json_give_named_rows(tmp_path: Path) -> None:
     assert read_sweep_file(as_json) == [SweepRow("a", {"pooling": "first"})]
 
 
+def test_weights_a_row_cannot_load_are_refused_before_any_run(
+    tmp_path: Path, dataset: Path
+) -> None:
+    rows = [SweepRow("ok"), SweepRow("none", {"weights": "pretrained"})]
+    with pytest.raises(UsageError, match="row none: backbone 'gpt2-tiny' has no pretrained"):
+        sweep(base(dataset), rows=rows, output=tmp_path / "s")
+    rows = [SweepRow("ok"), SweepRow("lost", {"weights": str(tmp_path / "missing.safetensors")})]
+    with pytest.raises(UsageError, match=r"row lost: weights .*missing\.safetensors: no such file"):
+        sweep(base(dataset), rows=rows, output=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_bad_row_is_named_and_nothing_runs(tmp_path: Path, dataset: Path) -> None:
     rows = tmp_path / "rows.toml"
     rows.write_text('[[rows]]\nname = "ok"\n\n[[rows]]\nname = "bad"\nepochs = 0\n')

@@ -153,7 +153,7 @@ def _overrides_table(results: list[RowResult], keys: list[str]) -> str:
                 _percent(m["test_accuracy"]),
                 "—" if loss is None else f"{loss:.4f}",
                 "—" if m["trainable_parameters"] is None else f"{m['trainable_parameters']:,}",
-                _minutes(r.wall_time_s),
+                "—" if r.wall_time_s is None else f"{r.wall_time_s:.1f} s",
                 "—" if r.peak_memory_mib is None else f"{r.peak_memory_mib:,.0f}",
                 r.status if not r.note else f"{r.status}: {r.note}",
             ]

@@ -185,7 +185,27 @@ def resolve_rows(base: dict[str, Any], rows: list[SweepRow], root: Path) -> list
             config = TrainConfig.from_dict(fields)
             if row.runs:
                 check_names(config)
+                _check_weights(config)
         except LlmclfError as exc:
             raise type(exc)(f"row {row.name}: {exc}") from None
         configs.append(config)
     return configs
+
+
+def _check_weights(config: TrainConfig) -> None:
+    """Refuse weights that cannot be loaded, before any row runs: pretrained weights of a
+    backbone that has none, or a path that does not exist."""
+    from ..models.spec import backbone_entry
+
+    if config.weights == "pretrained":
+        builder = backbone_entry(config.backbone).builder
+        if getattr(builder, "url", "") is None:
+            raise UsageError(
+                f"backbone {config.backbone!r} has no pretrained weights; use --weights random "
+                "or a path to a model.safetensors file"
+            )
+    elif config.weights != "random" and not Path(config.weights).exists():
+        raise UsageError(
+            f"weights {config.weights}: no such file or directory; give pretrained, random or "
+            "the path of a model.safetensors (or its directory)"
+        )
