@@ -304,6 +304,17 @@ def test_the_book_preset_runs_chosen_rows_into_the_books_table(
     assert manifest["model"]["config"]["attention"] == "bidirectional"
     assert manifest["config"]["attention"] == "bidirectional"
 
+    # another selection keeps the finished rows in the table, and leaves the rest out
+    again = CliRunner().invoke(
+        main, [a if a != "1,17-19" else "2" for a in args] + ["--epochs", "1"]
+    )
+    assert again.exit_code == 0, again.output
+    table = (out / "results.md").read_text()
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["| 1"] == next(x for x in again.output.splitlines() if x.startswith("| 1 |"))
+    assert "%" in lines["| 1"] and "%" in lines["| 2"] and "%" in lines["| 17"]
+    assert "skipped: not in --rows" in lines["| 3"]
+
 
 # ----- bidirectional attention -------------------------------------------------------------
 def tiny_backbone(attention: str = "causal") -> GPT2:
