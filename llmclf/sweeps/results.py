@@ -207,7 +207,8 @@ def _book_table(results: list[RowResult]) -> str:
     body = []
     for r in results:
         cfg, m = r.config, r.measured()
-        notes = r.note if r.status != "done" else r.note or ""
+        # a described row's note says it all; a skipped or pending row says so first
+        notes = r.note if r.status in ("done", "not run") else f"{r.status}: {r.note}".rstrip(": ")
         body.append(
             [
                 r.label or r.name,
@@ -221,7 +222,7 @@ def _book_table(results: list[RowResult]) -> str:
                 _percent(m["test_accuracy"]),
                 _minutes(r.wall_time_s),
                 cfg.get("device", ""),
-                notes if r.status in ("done", "not run") else f"{r.status}: {notes}".rstrip(": "),
+                notes,
             ]
         )
     return _markdown(head, body)
