@@ -71,3 +71,21 @@ def test_export_speed_smoke_measures_every_engine(tmp_path: Path) -> None:
     results = json.loads(figures.read_text())["results"]
     assert set(results) == {"fp32", "bf16", "int8", "onnxruntime"}
     assert results["onnxruntime"]["max_prob_diff_vs_fp32"] <= 1e-4  # the same model
+
+
+@pytest.mark.slow
+def test_sweep_reuse_smoke_gets_identical_rows_both_ways(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    script = ROOT / "benchmarks" / "sweep_reuse.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--threads", "1", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.fullmatch(r"sweep_reuse_speedup=\d+\.\d\d", proc.stdout.strip().splitlines()[-1])
+    result = json.loads(figures.read_text())
+    assert result["identical_metrics"] is True
+    assert result["reused"] == {"data": 5, "trunk cache": 5}  # six rows, one build each
