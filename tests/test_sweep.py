@@ -231,6 +231,9 @@ def test_rows_sharing_the_frozen_trunk_reuse_it_and_get_the_same_results(
     alone = sweep(fields, grid=grid, output=tmp_path / "alone", reporter=Collect(), reuse=False)
     assert shared.reused == {"data": 5, "trunk cache": 5}
     assert alone.reused == {}
+    assert [r.reused for r in shared.rows] == [[]] + [["data", "trunk cache"]] * 5
+    with open(tmp_path / "shared" / "results.csv", newline="") as f:
+        assert [r["reused"] for r in csv.DictReader(f)] == [""] + ["data+trunk cache"] * 5
     for a, b in zip(shared.rows, alone.rows, strict=True):
         assert a.metrics == b.metrics  # exact: the same numbers, not close ones
         history = [(tmp_path / d / a.name / "history.csv").read_text() for d in ("shared", "alone")]

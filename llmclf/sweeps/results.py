@@ -51,6 +51,7 @@ class RowResult:
     wall_time_s: float | None = None
     peak_memory_mib: float | None = None
     memory_kind: str = ""  # what peak_memory_mib measures: "RSS" or "CUDA"
+    reused: list[str] = field(default_factory=list)  # taken from an earlier row: data, trunk cache
 
     def measured(self) -> dict[str, Any]:
         """The measurements, by `MEASURED` name (None where there is none)."""
@@ -97,14 +98,14 @@ def write_results(
 def _csv(results: list[RowResult], keys: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["row", *keys, *MEASURED, "status", "note", "run_dir"])
+    writer.writerow(["row", *keys, *MEASURED, "reused", "status", "note", "run_dir"])
     for r in results:
         measured = r.measured()
         writer.writerow(
             [r.label or r.name]
             + [_cell(r.overrides.get(k)) for k in keys]
             + [_cell(measured[m]) for m in MEASURED]
-            + [r.status, r.note, r.run_dir]
+            + ["+".join(r.reused), r.status, r.note, r.run_dir]
         )
     return out.getvalue()
 
@@ -209,6 +210,8 @@ def _book_table(results: list[RowResult]) -> str:
         cfg, m = r.config, r.measured()
         # a described row's note says it all; a skipped or pending row says so first
         notes = r.note if r.status in ("done", "not run") else f"{r.status}: {r.note}".rstrip(": ")
+        if r.reused:
+            notes = f"reused an earlier row's {' and '.join(r.reused)}"
         body.append(
             [
                 r.label or r.name,
@@ -221,7 +224,7 @@ def _book_table(results: list[RowResult]) -> str:
                 _percent(m["validation_accuracy"]),
                 _percent(m["test_accuracy"]),
                 _minutes(r.wall_time_s),
-                cfg.get("device", ""),
+                cfg.get("device", "") if r.status == "done" else "—",
                 notes,
             ]
         )

@@ -151,6 +151,7 @@ def _fit_row(
 
     device = resolve_device(cfg.device)
     peak = PeakMemory(device)
+    hits = dict(store.hits) if store else {}
     start = time.perf_counter()
     try:
         with peak:
@@ -165,6 +166,9 @@ def _fit_row(
             mine["peak_memory_mib"] = max(mine.get("peak_memory_mib", 0.0), peak.mib)
             mine["memory_kind"] = peak.kind
         mine["device"] = device.type
+        if store:  # what this row took from earlier rows instead of building it
+            reused = [kind for kind, n in store.hits.items() if n > hits.get(kind, 0)]
+            mine["reused"] = sorted(set(mine.get("reused", [])) | set(reused))
 
 
 def _finished(path: Path) -> bool:
@@ -191,6 +195,7 @@ def _read_finished(
     result.wall_time_s = mine.get("wall_time_s")
     result.peak_memory_mib = mine.get("peak_memory_mib")
     result.memory_kind = mine.get("memory_kind", "")
+    result.reused = list(mine.get("reused", []))
     if "device" in mine:
         result.config["device"] = mine["device"]
 
