@@ -11,15 +11,17 @@ frozen-trunk cache (`llmclf.sweeps.reuse`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..training.config import TrainConfig
-from ..training.reporting import Reporter
 from .presets import PRESETS, preset_rows
 from .results import RowResult
 from .rows import SweepRow, grid_rows, read_sweep_file, resolve_rows, select
-from .runner import SweepPlan, SweepResult, run_sweep
+
+if TYPE_CHECKING:  # the runner imports torch; `llmclf sweep --help` must not
+    from ..training.reporting import Reporter
+    from .runner import SweepPlan, SweepResult
 
 __all__ = ["PRESETS", "RowResult", "SweepResult", "SweepRow", "plan_sweep", "sweep"]
 
@@ -62,6 +64,8 @@ def plan_sweep(
     skipped = {r.name: "not in --rows" for r in chosen if r not in selected}
     if limit_size:
         skipped = {**_too_large(chosen, configs, limit_size), **skipped}
+    from .runner import SweepPlan
+
     return SweepPlan(chosen, configs, skipped, layout, title)
 
 
@@ -101,6 +105,8 @@ def sweep(
         only=only,
         limit_size=limit_size,
     )
+    from .runner import run_sweep
+
     return run_sweep(plan, Path(output), reporter=reporter, reuse=reuse)
 
 
@@ -127,3 +133,11 @@ def _too_large(rows: list[SweepRow], configs: list[TrainConfig], limit: str) -> 
         if row.runs and size is not None and size > most:
             skipped[row.name] = f"{cfg.backbone} is larger than --limit-size {limit}"
     return skipped
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SweepPlan", "SweepResult"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'llmclf.sweeps' has no attribute {name!r}")
