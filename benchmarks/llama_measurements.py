@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measurements import _Clock, _lengths, _scores, _threads, peak_rss_mib
+from measurements import _lengths, _scores, _threads, peak_rss_mib, timed_fit
 
 HERE = Path(__file__).resolve().parent
 PAD_ID = 50256  # GPT-2's <|endoftext|>, the directory's pad/bos/eos token
@@ -69,9 +69,8 @@ def _data(params: dict[str, Any]):
 def fit_llmclf_llama(params: dict[str, Any]) -> dict[str, Any]:
     """The chapter's recipe on the directory's weights; epochs past the first projected."""
     _threads(params)
-    from llmclf import TrainConfig, Trainer
+    from llmclf import TrainConfig
 
-    clock = _Clock()
     config = TrainConfig(
         dataset=params["dataset"],
         backbone=params["dir"],
@@ -79,25 +78,8 @@ def fit_llmclf_llama(params: dict[str, Any]) -> dict[str, Any]:
         epochs=params["epochs"],
         output=params["output"],
     )
-    start = time.perf_counter()
-    run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
-    total = time.perf_counter() - start
-    epoch_s = [d["seconds"] for d in clock.data("epoch_end")]
-    cache_s = clock.phase_seconds("trunk cache")
-    setup = clock.times("epoch_start")[0] - start - cache_s
-    final = total - (clock.times("epoch_end")[-1] - start)
-    target, mean_epoch = params["target_epochs"], sum(epoch_s) / len(epoch_s)
-    return {
-        "epochs_run": len(epoch_s),
-        "setup_s": setup,
-        "cache_s": cache_s,
-        "epoch_s": epoch_s,
-        "final_s": final,
-        "fit5_s": setup + cache_s + final + mean_epoch * target,
-        "cache": clock.data("model")[0]["cache"],
-        "test_accuracy": run.metrics["test"]["accuracy"],
-        "rss_mib": peak_rss_mib(),
-    }
+    _, phases = timed_fit(config, params["target_epochs"])
+    return {**phases, "rss_mib": peak_rss_mib()}
 
 
 def _hf_model(params: dict[str, Any], num_labels: int):

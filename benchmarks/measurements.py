@@ -123,17 +123,43 @@ def _run_policy(run_dir: str | Path):
     return policy_from_state(manifest["padding"], context, manifest["tokenizer"]["pad_id"])
 
 
-def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
-    """llmclf's default recipe through the public API, timed phase by phase from the reporter's
-    events (nothing inside llmclf is patched).
+def timed_fit(config: Any, target_epochs: int) -> tuple[Any, dict[str, Any]]:
+    """Fit ``config`` through the public API, timed phase by phase from the reporter's events
+    (nothing inside llmclf is patched): the run, and its phases in seconds.
 
-    With fewer ``epochs`` than ``target_epochs`` the rest is projected from the mean epoch:
+    With fewer epochs than ``target_epochs`` the rest is projected from the mean epoch:
     setup + cache build + target_epochs x epoch + final evaluation and checkpoint.
     """
-    _threads(params)
-    from llmclf import TrainConfig, Trainer
+    from llmclf import Trainer
 
     clock = _Clock()
+    start = time.perf_counter()
+    run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
+    total = time.perf_counter() - start
+    epoch_s = [d["seconds"] for d in clock.data("epoch_end")]
+    cache_s = clock.phase_seconds("trunk cache")
+    setup = clock.times("epoch_start")[0] - start - cache_s
+    final = total - (clock.times("epoch_end")[-1] - start)
+    mean_epoch = sum(epoch_s) / len(epoch_s)
+    projected = len(epoch_s) != target_epochs
+    return run, {
+        "epochs_run": len(epoch_s),
+        "setup_s": setup,
+        "cache_s": cache_s,
+        "epoch_s": epoch_s,
+        "final_s": final,
+        "fit5_s": setup + cache_s + final + mean_epoch * target_epochs if projected else total,
+        "projected": projected,
+        "cache": clock.data("model")[0]["cache"],
+        "test_accuracy": run.metrics["test"]["accuracy"],
+    }
+
+
+def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
+    """llmclf's default recipe (`timed_fit`), with the work it did for GFLOP/s."""
+    _threads(params)
+    from llmclf import TrainConfig
+
     config = TrainConfig(
         dataset=params["dataset"],
         backbone=params["backbone"],
@@ -142,17 +168,9 @@ def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
         precision=params["precision"],
         output=params["output"],
     )
-    start = time.perf_counter()
-    run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
-    total = time.perf_counter() - start
-    epoch_s = [d["seconds"] for d in clock.data("epoch_end")]
-    cache_s = clock.phase_seconds("trunk cache")
-    setup = clock.times("epoch_start")[0] - start - cache_s
-    final = total - (clock.times("epoch_end")[-1] - start)
     target = params["target_epochs"]
-    mean_epoch = sum(epoch_s) / len(epoch_s)
-    cache_note = clock.data("model")[0]["cache"]
-    cached = cache_note.startswith("frozen-trunk cache on")
+    run, phases = timed_fit(config, target)
+    cached = phases["cache"].startswith("frozen-trunk cache on")
 
     # the work done, for GFLOP/s: the batches llmclf's loader builds with the run's policy
     data, shape = _data(params), _shape(params["backbone"])
@@ -170,17 +188,7 @@ def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
     width, n_layer = shape["n_embd"], shape["n_layer"]
     top, at = (1 if cached else n_layer), _pooled_top()
     return {
-        "epochs_run": len(epoch_s),
-        "setup_s": setup,
-        "cache_s": cache_s,
-        "epoch_s": epoch_s,
-        "final_s": final,
-        "fit5_s": total
-        if len(epoch_s) == target
-        else setup + cache_s + final + mean_epoch * target,
-        "projected": len(epoch_s) != target,
-        "cache": cache_note,
-        "test_accuracy": run.metrics["test"]["accuracy"],
+        **phases,
         "sizes": {name: len(getattr(data, name)) for name in SPLITS},
         "gflop": {
             "cache": recipe.forward(plan.cache, width, n_layer - 1) / 1e9 if cached else 0.0,

@@ -24,6 +24,7 @@ _LAZY = {
     "download": "llmclf.downloads",
     "reproduce": "llmclf.reproduction",
     "ReproduceReport": "llmclf.reproduction",
+    "sweep": "llmclf.sweeps",
 }
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "long_texts",
     "padding",
     "reproduce",
+    "sweep",
 ]
 
 

@@ -163,7 +163,9 @@ class Classifier:
     def batch_dependence(self) -> str | None:
         """Why this run's padding and pooling would make a prediction depend on its batch
         (only runs saved by an earlier llmclf), or None."""
-        return combination_problem(self.policy, self.model.pooling)
+        attention = getattr(getattr(self.model, "backbone", None), "config", None)
+        attention = getattr(attention, "attention", "causal")
+        return combination_problem(self.policy, self.model.pooling, attention)
 
     # ------------------------------------------------------------------------------------------
     def predict_proba(

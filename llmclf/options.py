@@ -19,18 +19,23 @@ from .errors import ConfigError, LlmclfError
 SPLITS = ("train", "validation", "test")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-POOLINGS = ("last", "last-token", "first", "mean")
+POOLINGS = ("last", "last-token", "first", "mean", "mean-all")
+# poolings that read padding positions: a text's vector depends on how wide its batch is
+POOLINGS_READING_PADDING = ("last", "mean-all")
+ATTENTIONS = ("causal", "bidirectional")
 BALANCE_SCOPES = ("all", "train")
 SAVE_POLICIES = ("best", "last")
 CACHE_POLICIES = ("auto", "off")
 
 __all__ = [
+    "ATTENTIONS",
     "BALANCE_SCOPES",
     "CACHE_POLICIES",
     "DEVICES",
     "OFFICIAL_SPLIT",
     "OFFICIAL_VALIDATION",
     "POOLINGS",
+    "POOLINGS_READING_PADDING",
     "PRECISIONS",
     "SAVE_POLICIES",
     "SPLITS",

@@ -128,3 +128,21 @@ def test_imdb_benchmark_runs_and_a_spilled_cache_trains_like_one_in_memory(
     assert spilled["test_accuracy"] == memory["test_accuracy"]
     assert spilled["sizes"] == memory["sizes"] and 0 < sum(memory["sizes"].values()) <= 40
     assert "rss-40" in proc.stdout and "peak RSS" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sweep_reuse_smoke_gets_identical_rows_both_ways(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    script = ROOT / "benchmarks" / "sweep_reuse.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--threads", "1", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.fullmatch(r"sweep_reuse_speedup=\d+\.\d\d", proc.stdout.strip().splitlines()[-1])
+    result = json.loads(figures.read_text())
+    assert result["identical_metrics"] is True
+    assert result["reused"] == {"data": 5, "trunk cache": 5}  # six rows, one build each

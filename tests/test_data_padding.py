@@ -130,7 +130,8 @@ def test_a_text_is_laid_out_the_same_alone_and_in_any_batch(name: str) -> None:
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("name", POLICIES)
 def test_combinations_that_would_depend_on_the_batch_are_refused(name: str, pooling: str) -> None:
-    refused = name == "truncate-batch" or (pooling == "last" and name == "pad-batch")
+    reads_padding = pooling in ("last", "mean-all")
+    refused = name == "truncate-batch" or (reads_padding and name == "pad-batch")
     if not refused:
         check_combination(name, pooling, 8)
         return
@@ -138,10 +139,11 @@ def test_combinations_that_would_depend_on_the_batch_are_refused(name: str, pool
         check_combination(name, pooling, 8)
     message = str(error.value)
     assert "\n" not in message and "depend" in message
-    if pooling == "last" and name == "pad-batch":  # both fixes are named
-        assert "--padding pad-dataset" in message and "--pooling last-token" in message
-    else:  # pad-batch is refused with last pooling, so it is not offered then
-        assert ("--padding pad-batch" in message) == (pooling != "last")
+    if reads_padding and name == "pad-batch":  # both fixes are named
+        instead = "--pooling last-token" if pooling == "last" else "--pooling mean"
+        assert "--padding pad-dataset" in message and instead in message
+    else:  # pad-batch is refused with these poolings, so it is not offered then
+        assert ("--padding pad-batch" in message) == (not reads_padding)
 
 
 @pytest.mark.parametrize("name", POLICIES)

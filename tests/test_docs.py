@@ -31,6 +31,7 @@ PAGES = [
     "guides/dry-run/index.html",
     "guides/reproduce/index.html",
     "guides/tracking/index.html",
+    "guides/sweeps/index.html",
     "guides/distributed/index.html",
     "guides/export/index.html",
     "deployment/index.html",

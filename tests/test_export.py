@@ -72,6 +72,8 @@ def edited_run(run: Path, tmp_path: Path, **changes: object) -> Path:
     manifest = json.loads((copy / "llmclf.json").read_text())
     if "pooling" in changes:  # part of the model spec
         manifest["model"]["pooling"] = changes.pop("pooling")
+    if "attention" in changes:  # part of the backbone's config
+        manifest["model"]["config"]["attention"] = changes.pop("attention")
     manifest.update(changes)
     (copy / "llmclf.json").write_text(json.dumps(manifest))
     return copy
@@ -151,6 +153,13 @@ def llmclf_version() -> str:
             {"padding": {"name": "truncate-batch", "max_length": None, "length": None}},
             "depend on their batch",
         ),
+        (
+            {
+                "attention": "bidirectional",
+                "padding": {"name": "pad-dataset", "max_length": None, "length": 9},
+            },
+            "attends bidirectionally",
+        ),
     ],
 )
 def test_runs_transformers_cannot_reproduce_are_refused(
@@ -222,6 +231,14 @@ def test_onnxruntime_gives_the_pytorch_probabilities(
         {"pooling": "mean"},
         {"pooling": "first"},
         {"pooling": "last", "padding": {"name": "pad-dataset", "max_length": None, "length": 9}},
+        {
+            "pooling": "mean-all",
+            "padding": {"name": "pad-dataset", "max_length": None, "length": 9},
+        },
+        {
+            "attention": "bidirectional",
+            "padding": {"name": "pad-dataset", "max_length": None, "length": 9},
+        },
     ],
 )
 def test_every_pooling_runs_inside_the_onnx_graph(

@@ -121,9 +121,18 @@ def test_training_with_pack_gives_the_losses_of_training_without(
     _same_run(packed, plain)
 
 
-def test_pack_refuses_last_pooling_in_one_line(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "d.csv", pack=True, pooling="last", padding="pad-dataset")
-    with pytest.raises(ConfigError, match=r"^pack: 'last' pooling .* drop --pack$"):
+@pytest.mark.parametrize("pooling", ["last", "mean-all"])
+def test_pack_refuses_a_pooling_that_reads_padding_in_one_line(tmp_path: Path, pooling) -> None:
+    config = tiny_config(tmp_path / "d.csv", pack=True, pooling=pooling, padding="pad-dataset")
+    with pytest.raises(ConfigError, match=rf"^pack: '{pooling}' pooling .* drop --pack$"):
+        Trainer(config).fit()
+
+
+def test_pack_refuses_bidirectional_attention(tmp_path: Path) -> None:
+    config = tiny_config(
+        tmp_path / "d.csv", pack=True, attention="bidirectional", padding="pad-dataset"
+    )
+    with pytest.raises(ConfigError, match=r"^pack: .*--attention bidirectional cannot be packed"):
         Trainer(config).fit()
 
 

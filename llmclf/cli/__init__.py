@@ -99,9 +99,10 @@ def _add_commands() -> None:
     from .predict import predict_command
     from .reproduce import reproduce_command
     from .serve import serve_command
+    from .sweep import sweep_command
 
     commands = (fit_command, evaluate_command, predict_command, serve_command, list_command)
-    for command in (*commands, export_command, download_command, reproduce_command):
+    for command in (*commands, export_command, download_command, reproduce_command, sweep_command):
         main.add_command(command)
 
 

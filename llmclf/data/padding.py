@@ -19,8 +19,10 @@ in ``llmclf.padding`` as classes (or factories) called as
 
 Because attention is causal and padding is on the right, a text's prediction under
 ``last-token``, ``first`` or ``mean`` pooling depends only on the tokens kept, never on its
-batch. ``last`` pooling reads position ``T - 1``, so it is independent of the batch only when
-the width is fixed (`PaddingPolicy.fixed_width`); `check_combination` refuses the rest.
+batch. ``last`` pooling reads position ``T - 1`` and ``mean-all`` averages every position, and
+bidirectional attention lets every token see the padding, so these are independent of the
+batch only when the width is fixed (`PaddingPolicy.fixed_width`); `check_combination` refuses
+the rest.
 
 An empty text is encoded as one pad token with length 1, so it still gets a prediction.
 
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import CheckpointError, ConfigError, LlmclfError, UsageError
+from ..options import POOLINGS_READING_PADDING
 from ..registries import padding
 from .long_texts import DEFAULT as DEFAULT_LONG_TEXTS
 from .long_texts import LongTextPolicy, get_long_text_policy
@@ -241,14 +244,17 @@ TRUNCATE_DATASET_NEEDS_MAX_LENGTH = (
 )
 
 
-def combination_problem(policy: type[PaddingPolicy] | PaddingPolicy, pooling: str) -> str | None:
-    """Why ``policy`` with ``pooling`` would make a text's prediction depend on its batch, or
-    None when every text is predicted the same alone or in any batch."""
+def combination_problem(
+    policy: type[PaddingPolicy] | PaddingPolicy, pooling: str, attention: str = "causal"
+) -> str | None:
+    """Why ``policy`` with ``pooling`` (and ``attention``) would make a text's prediction depend
+    on its batch, or None when every text is predicted the same alone or in any batch."""
     name = getattr(policy, "name", type(policy).__name__)
+    fixed = getattr(policy, "fixed_width", False)
     if getattr(policy, "batch_dependent", False):
-        instead = (  # pooling last needs a fixed width, which pad-batch does not give
+        instead = (  # these poolings need a fixed width, which pad-batch does not give
             "--padding pad-dataset"
-            if pooling == "last"
+            if pooling in POOLINGS_READING_PADDING or attention != "causal"
             else "--padding pad-batch (optionally with --max-length N)"
         )
         return (
@@ -256,24 +262,40 @@ def combination_problem(policy: type[PaddingPolicy] | PaddingPolicy, pooling: st
             f"its prediction would depend on them; use {instead}, or --padding "
             "truncate-dataset --max-length N"
         )
-    if pooling == "last" and not getattr(policy, "fixed_width", False):
+    if pooling == "last" and not fixed:
         return (
             f"pooling last reads the batch's last position, which with padding {name} is "
             "padding whose amount depends on the other texts in the batch; use --padding "
             "pad-dataset (or truncate-dataset --max-length N), or --pooling last-token"
         )
+    if pooling == "mean-all" and not fixed:
+        return (
+            f"pooling mean-all averages every position, padding included, and with padding "
+            f"{name} the amount of padding depends on the other texts in the batch; use "
+            "--padding pad-dataset (or truncate-dataset --max-length N), or --pooling mean "
+            "(real tokens only)"
+        )
+    if attention != "causal" and not fixed:
+        return (
+            f"attention {attention} lets every token see the padding after it, and with padding "
+            f"{name} the amount of padding depends on the other texts in the batch; use "
+            "--padding pad-dataset (or truncate-dataset --max-length N), or --attention causal"
+        )
     return None
 
 
-def check_combination(name: str, pooling: str, max_length: int | None) -> None:
-    """Refuse, with one line naming the fix, a padding policy and pooling that would make
-    predictions depend on their batch (or truncate-dataset without a max_length)."""
+def check_combination(
+    name: str, pooling: str, max_length: int | None, attention: str = "causal"
+) -> None:
+    """Refuse, with one line naming the fix, a padding policy, pooling and attention that would
+    make predictions depend on their batch (or truncate-dataset without a max_length)."""
     policy = padding.get(name)
     if isinstance(policy, type) and issubclass(policy, TruncateDataset) and max_length is None:
-        if pooling == "last":  # pad-batch is refused with last pooling: offer pad-dataset
+        if pooling in POOLINGS_READING_PADDING or attention != "causal":
+            # pad-batch is refused with these: offer pad-dataset
             raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH.replace("pad-batch", "pad-dataset"))
         raise ConfigError(TRUNCATE_DATASET_NEEDS_MAX_LENGTH)
-    problem = combination_problem(policy, pooling)
+    problem = combination_problem(policy, pooling, attention)
     if problem:
         raise ConfigError(problem)
 

@@ -46,6 +46,11 @@ def check_hf(classifier: Classifier) -> None:
             "GPT2ForSequenceClassification, "
             "which holds GPT-2 only: use --format onnx"
         )
+    if getattr(classifier.model.backbone.config, "attention", "causal") != "causal":
+        raise ExportError(
+            "the run's backbone attends bidirectionally (--attention bidirectional), but "
+            "transformers' GPT-2 attention is causal only; use --format onnx"
+        )
     pooling = classifier.model.pooling
     if pooling != "last-token":
         raise ExportError(

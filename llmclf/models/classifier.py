@@ -9,7 +9,10 @@ replaced by ``nn.Linear(C, num_classes)`` on one vector per text. Which vector i
 - ``last-token``: each text's last real token, from ``lengths`` (the default). With causal
   attention this is exact under any right padding, which is what per-batch padding relies on;
 - ``first``: position 0 (under causal attention it has seen only the first token);
-- ``mean``: the mean over each text's real tokens.
+- ``mean``: the mean over each text's real tokens;
+- ``mean-all``: the mean over every position of the batch, padding included (the book's
+  ``--average_embeddings``). Like ``last`` it reads padding, so training allows it only with a
+  fixed-width padding policy.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str) -> to
         return hidden[:, 0]  # (B, C)
     if pooling not in POOLINGS:
         raise UsageError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    if lengths is None:
-        return hidden.mean(dim=1)  # (B, C)
+    if lengths is None or pooling == "mean-all":
+        return hidden.mean(dim=1)  # (B, C): every position, padding included
     if lengths.shape != (B,):
         raise UsageError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
     if pooling == "last-token":
@@ -125,7 +128,7 @@ class SequenceClassifier(nn.Module):
         ``[0, start_layer)``: ``forward_from(trunk(ids, k), lengths, k)`` equals
         ``forward(ids, lengths)`` exactly."""
         n_layer = len(self.backbone.h)
-        if self.pooling == "mean" or start_layer >= n_layer:
+        if self.pooling in ("mean", "mean-all") or start_layer >= n_layer:
             x = self.backbone.run_blocks(hidden, start_layer)  # (B, T, C)
             x = self.backbone.ln_f(x)  # (B, T, C)
             return self.head(pool(x, lengths, self.pooling))  # (B, C) -> (B, num_classes)

@@ -19,18 +19,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, UsageError
+from ..options import ATTENTIONS
 
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which each position sees itself and earlier positions only.
 
     Because of that, padding placed after a text's last real token never changes the hidden
-    states of its real tokens: right padding needs no attention mask.
+    states of its real tokens: right padding needs no attention mask. With
+    ``config.attention == "bidirectional"`` (the book's "no causal mask" experiment) every
+    position sees every other one, padding included, so a text's states depend on how far it is
+    padded: training allows it only with a fixed-width padding policy.
     """
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.causal = config.attention == "causal"
         self.dropout = config.dropout
         # query, key and value projections for all heads in one matrix
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
@@ -39,7 +44,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C). ``mask`` (B, 1, T, T) bool, True where a query may attend
-        to a key, replaces the causal mask (a packed batch's: `llmclf.models.packing`)."""
+        to a key, replaces the causal mask (a packed batch's: `llmclf.models.packing`; packing
+        is causal only)."""
         B, T, C = x.shape  # batch, tokens, embedding
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_head
@@ -52,7 +58,7 @@ class CausalSelfAttention(nn.Module):
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None,
+            is_causal=mask is None and self.causal,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
@@ -87,8 +93,10 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         if rows is not None:  # several queries may read one row: each gets its row's keys
             k, v = k[rows], v[rows]  # (N, nh, T, hs)
-        if seen is None:
+        if seen is None and self.causal:
             seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
+        elif seen is None:  # bidirectional: the query sees every position
+            seen = torch.ones(len(pos), T, dtype=torch.bool, device=x.device)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -158,6 +166,7 @@ class GPT2Config:
     dropout: float = 0.0  # embeddings, attention, residuals; 0.0 for fine-tuning, as in the book
     layer_norm_eps: float = 1e-5
     qkv_bias: bool = True  # GPT-2 has biases in its query/key/value projection
+    attention: str = "causal"  # or "bidirectional": no causal mask (not how GPT-2 was trained)
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "context_length", "n_embd", "n_layer", "n_head"):
@@ -170,6 +179,11 @@ class GPT2Config:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"GPT2Config.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(
+                f"GPT2Config.attention must be one of {', '.join(ATTENTIONS)}, "
+                f"got {self.attention!r}"
+            )
 
 
 class GPT2(nn.Module):
@@ -260,3 +274,24 @@ class GPT2(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Final hidden states after the last LayerNorm: (B, T) token ids -> (B, T, C)."""
         return self.ln_f(self.run_blocks(self.embed(input_ids)))  # (B, T, C)
+
+
+def set_attention(backbone: nn.Module, attention: str) -> None:
+    """Make every block of ``backbone`` attend ``causal``ly (the default) or ``bidirectional``ly.
+
+    The mode is recorded in ``backbone.config.attention``, which the model spec saves, so a
+    loaded run attends as it was trained. Only GPT-2 has the option: another architecture is
+    refused with a one-line `ConfigError` unless ``attention`` is ``causal``.
+    """
+    if attention not in ATTENTIONS:
+        raise ConfigError(f"attention: must be one of {', '.join(ATTENTIONS)}; got {attention!r}")
+    if not isinstance(backbone, GPT2):
+        if attention == "causal":
+            return
+        raise ConfigError(
+            f"attention: {attention} needs a GPT-2 backbone; this one is a "
+            f"{type(backbone).__name__}, whose attention is causal only; use --attention causal"
+        )
+    backbone.config.attention = attention
+    for block in backbone.h:
+        block.attn.causal = attention == "causal"

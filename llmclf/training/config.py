@@ -28,6 +28,7 @@ from typing import Any
 from ..data.spec import DataSpec
 from ..errors import ConfigError, LlmclfError
 from ..options import (
+    ATTENTIONS,
     CACHE_POLICIES,
     POOLINGS,
     PRECISIONS,
@@ -83,6 +84,12 @@ class ModelChoice:
         metavar="POLICY",
     )
     dropout: float = option(0.0, "Dropout rate during training.")
+    attention: str = option(
+        "causal",
+        "Backbone attention: causal (as GPT-2 was trained), or bidirectional (no causal mask; "
+        "GPT-2 only, with a fixed-width --padding).",
+        choices=ATTENTIONS,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, os.PathLike):
@@ -91,6 +98,7 @@ class ModelChoice:
         for name in ("backbone", "weights"):
             _check(getattr(self, name).strip(), name, "must be a non-empty string")
         check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("attention", self.attention, ATTENTIONS)
         _check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
         from ..models.trainable import parse_trainable
 
@@ -195,7 +203,7 @@ class RuntimeSpec:
 
 # Fields newer than the flat schema older llmclf versions read: saved only when they differ from
 # their default, so a run that does not use them still loads in an older llmclf.
-SAVED_WHEN_SET = ("strip_html", "long_texts", "cache_dir", "pack", "compile")
+SAVED_WHEN_SET = ("strip_html", "long_texts", "cache_dir", "pack", "compile", "attention")
 
 SECTIONS: dict[str, type] = {
     "data": DataSpec,

@@ -17,9 +17,10 @@ from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
+from ..models.gpt2 import set_attention
 from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
 from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
-from ..options import SPLITS
+from ..options import POOLINGS_READING_PADDING, SPLITS
 from ..registries import balancers, padding
 from . import distributed, rundir
 from .config import TrainConfig
@@ -58,9 +59,14 @@ def check_names(config: TrainConfig) -> None:
     """Look up every registry name in ``config`` (padding, balancer, backbone, dataset), so a
     mistyped one fails at once, before any data is read or any model built; and refuse a
     padding and pooling that would make predictions depend on their batch."""
-    check_combination(config.padding, config.pooling, config.max_length)
+    check_combination(config.padding, config.pooling, config.max_length, config.attention)
     balancers.get(config.balance)
     entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    if config.attention != "causal" and entry.architecture.name != "gpt2":
+        raise ConfigError(
+            f"attention: {config.attention} needs a GPT-2 backbone; {config.backbone} is "
+            f"{entry.architecture.name}, whose attention is causal only; use --attention causal"
+        )
     check_packing(config, entry)
     long_text = get_long_text_policy(config.long_texts)
     if entry.context_length or config.max_length:  # a plugin's builder may say it only once built
@@ -71,14 +77,19 @@ def check_names(config: TrainConfig) -> None:
 
 
 def check_packing(config: TrainConfig, entry: BackboneEntry) -> None:
-    """Refuse ``pack`` where it cannot be exact: 'last' pooling, or a backbone that does not
-    take packed batches."""
+    """Refuse ``pack`` where it cannot be exact: a pooling that reads padding ('last',
+    'mean-all'), bidirectional attention, or a backbone that does not take packed batches."""
     if not config.pack:
         return
-    if config.pooling == "last":
+    if config.pooling in POOLINGS_READING_PADDING:
         raise ConfigError(
-            "pack: 'last' pooling reads each padded batch's last position, which a packed row "
-            "does not have; use --pooling last-token, or drop --pack"
+            f"pack: '{config.pooling}' pooling reads each padded batch's padding, which a "
+            "packed row does not have; use --pooling last-token or mean, or drop --pack"
+        )
+    if config.attention != "causal":
+        raise ConfigError(
+            "pack: a packed row keeps texts apart with a causal mask; --attention "
+            f"{config.attention} cannot be packed: drop --pack"
         )
     if not getattr(entry.architecture.model_class, "packs", False):
         raise ConfigError(
@@ -104,6 +115,10 @@ class Trainer:
     ``Trainer(TrainConfig(...))`` or ``Trainer(dataset="tickets", backbone="gpt2-small")``;
     keyword arguments override fields of ``config``. Under ``torchrun`` the same call trains
     with DistributedDataParallel; only rank 0 reports and writes files.
+
+    ``reuse``, when given, is a store of prepared data and frozen-trunk caches shared by the
+    runs of one process (`llmclf.sweeps.reuse.PreparedStore`): it hands back what an earlier run
+    built when everything it depends on is the same, and builds it otherwise.
     """
 
     def __init__(
@@ -111,6 +126,7 @@ class Trainer:
         config: TrainConfig | None = None,
         *,
         reporter: Reporter | None = None,
+        reuse: Any = None,
         **overrides: Any,
     ) -> None:
         config = config or TrainConfig()
@@ -119,12 +135,15 @@ class Trainer:
             config = config.replace(dataset=str(Path(config.dataset).resolve()))
         self.config = config
         self.reporter = reporter or Reporter()
+        self.reuse = reuse
         self._resume_dir: Path | None = None  # where a resumed run's files are
         self._work_dir: Path | None = None  # where `fit` writes: the run, or its staging dir
         self._output: tuple[tuple[str | None, str], Path] | None = None
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, reporter: Reporter | None = None) -> Trainer:
+    def resume(
+        cls, run_dir: str | Path, *, reporter: Reporter | None = None, reuse: Any = None
+    ) -> Trainer:
         """A Trainer that continues the run in ``run_dir`` from its last completed epoch."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -133,7 +152,7 @@ class Trainer:
             )
         work = rundir.resumable_dir(run_dir)
         config = RunDirectory(work).resume_config()
-        trainer = cls(config.replace(output=str(run_dir)), reporter=reporter)
+        trainer = cls(config.replace(output=str(run_dir)), reporter=reporter, reuse=reuse)
         trainer._resume_dir = work
         return trainer
 
@@ -240,8 +259,9 @@ class Trainer:
         cfg = self.config
         policy = padding.get(cfg.padding)(cfg.max_length, context_length, tokenizer.pad_id)
         policy.set_long_texts(cfg.long_texts)
+        build = partial(prepare_data, cfg.data, tokenizer, context_length, reporter=self.reporter)
         with Phase(self.reporter, "data"):
-            data = prepare_data(cfg.data, tokenizer, context_length, reporter=self.reporter)
+            data = build() if self.reuse is None else self.reuse.data(cfg, tokenizer, build)
         if self._resume_dir is not None:
             saved = run_dir.read_manifest()["data"]["fingerprint"]
             if saved != data.fingerprint:
@@ -380,7 +400,9 @@ class Trainer:
         """The backbone module, built (weights read) under a ``backbone`` phase."""
         cfg = self.config
         with Phase(self.reporter, "backbone"):
-            return entry.builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+            backbone = entry.builder(cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
+        set_attention(backbone, cfg.attention)  # refused for a backbone without the option
+        return backbone
 
     def _build_caches(
         self,
@@ -394,7 +416,7 @@ class Trainer:
         """The frozen-trunk cache for every split when it is exact: in memory within the
         budget, the rest in memory-mapped files (`plan_storage`); and the note that says so."""
         cfg = self.config
-        device, amp_dtype, ctx = where
+        amp_dtype = where[1]
         caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         use, note = cache_decision(
             enabled=cfg.cache == "auto",
@@ -417,8 +439,31 @@ class Trainer:
         if plan is None:
             self.reporter.event("message", text=note)
             return caches, note
-        # 'last' reads the batch's last position, so its widths must stay exact
-        reduced = amp_dtype is not None and cfg.pooling != "last"
+        build = partial(
+            self._compute_caches, model, data, policy, trainable, where, (dtype, pooled, plan)
+        )
+        if self.reuse is None:
+            caches = build()
+        else:
+            caches = self.reuse.caches(
+                cfg, data, policy, trainable.first_trainable_layer, amp_dtype, build
+            )
+        return caches, f"{note} ({describe_caches(caches)})"
+
+    def _compute_caches(
+        self,
+        model: SequenceClassifier,
+        data: PreparedData,
+        policy: Any,
+        trainable: TrainableReport,
+        where: tuple[torch.device, torch.dtype | None, DistContext],
+        storage: tuple[torch.dtype, bool, dict[str, Path | None]],
+    ) -> dict[str, TrunkCache | None]:
+        """Run the frozen blocks once per example of every split, into the storage
+        `_build_caches` planned (dtype, pooled or not, in memory or spilled per split)."""
+        cfg = self.config
+        device, amp_dtype, ctx = where
+        dtype, pooled, plan = storage
         build = partial(
             build_trunk_cache,
             model,
@@ -427,8 +472,9 @@ class Trainer:
             device=device,
             autocast_ctx=partial(autocast, device, amp_dtype),
             ctx=ctx,
-            width_multiple=REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1,
+            width_multiple=cache_width_multiple(cfg, amp_dtype),
         )
+        caches: dict[str, TrunkCache | None] = dict.fromkeys(SPLITS)
         splits: list[tuple[str, Split]] = [(n, getattr(data, n)) for n in SPLITS]
         mine = sum(len(range(ctx.rank, split.num_examples, ctx.world_size)) for _, split in splits)
         with Phase(self.reporter, "trunk cache", total=mine) as phase:
@@ -438,7 +484,7 @@ class Trainer:
                     caches[name] = build(
                         token_ids=split.token_ids, progress=phase.advance, layout=layout
                     )
-        return caches, f"{note} ({describe_caches(caches)})"
+        return caches
 
     def _plot(self, path: Path, history: list[dict[str, Any]]) -> None:
         from .curves import plot_curves
@@ -446,6 +492,18 @@ class Trainer:
         note = plot_curves(history, path)
         if note:
             self.reporter.event("message", text=note)
+
+
+def cache_width_multiple(cfg: TrainConfig, amp_dtype: torch.dtype | None) -> int:
+    """The multiple the frozen-trunk cache rounds batch widths up to (see
+    `REDUCED_PRECISION_WIDTH_MULTIPLE`): 1 in fp32, and whenever the pooling reads padding or
+    the attention sees it, since their widths must stay exact."""
+    reduced = (
+        amp_dtype is not None
+        and cfg.pooling not in POOLINGS_READING_PADDING
+        and cfg.attention == "causal"
+    )
+    return REDUCED_PRECISION_WIDTH_MULTIPLE if reduced else 1
 
 
 def _describe(

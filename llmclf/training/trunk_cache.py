@@ -115,10 +115,10 @@ def cache_decision(
         return False, "frozen-trunk cache off: every block trains"
     if dropout > 0:
         return False, "frozen-trunk cache off: dropout makes the frozen blocks non-deterministic"
-    if pooling == "last" and not padding.fixed_width:
+    if pooling in ("last", "mean-all") and not padding.fixed_width:
         return (
             False,
-            "frozen-trunk cache off: 'last' pooling reads padding that depends on the batch",
+            f"frozen-trunk cache off: {pooling!r} pooling reads padding that depends on the batch",
         )
     return True, f"frozen-trunk cache on: blocks 0-{first_trainable_layer - 1} run once per text"
 
