@@ -5,11 +5,12 @@ by one (each building its own).
     python benchmarks/sweep_reuse.py --smoke     # seconds: gpt2-tiny
 
 The rows differ only in what trains above the cache (the pooling and the learning rate; the
-head trains, every block is frozen), on a stratified sample of the SMS Spam Collection. Both
-sweeps run in this process, one after the other, with the same thread count, so the difference
-is the reuse alone: the rows' metrics must come out identical, and the script fails if they do
-not. Set LLMCLF_HOME (and LLMCLF_OFFLINE=1) to use local files. The last line is exactly
-``sweep_reuse_speedup=X.XX`` (seconds one by one divided by seconds with reuse).
+last block and the head train, the blocks below are cached), on a stratified sample of the SMS
+Spam Collection. Both sweeps run in this process, one after the other, with the same thread
+count, so the difference is the reuse alone: the rows' metrics must come out identical, and the
+script fails if they do not. Set LLMCLF_HOME (and LLMCLF_OFFLINE=1) to use local files. The
+last line is exactly ``sweep_reuse_speedup=X.XX`` (seconds one by one divided by seconds
+with reuse).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": str(sample(work, args.per_class)),
             "backbone": args.backbone,
             "weights": "random",
-            "trainable": "head",
+            "trainable": "last-block",
             "epochs": args.epochs,
             "device": "cpu",
         }

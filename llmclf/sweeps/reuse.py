@@ -44,12 +44,19 @@ def data_key(cfg: TrainConfig, tokenizer: Any) -> str:
 
 
 def trunk_key(
-    cfg: TrainConfig, data: Any, policy: Any, end_layer: int, amp_dtype: Any, multiple: int
+    cfg: TrainConfig,
+    data: Any,
+    policy: Any,
+    end_layer: int,
+    amp_dtype: Any,
+    multiple: int,
+    *,
+    pooled: bool = False,
 ) -> str:
     """Everything a frozen-trunk cache depends on: the texts (data fingerprint and split), how
     they are laid out (the padding policy's state), the frozen weights (backbone, weights and,
-    for random weights, the seed), where the trunk ends, attention, dropout, precision, device
-    and the width multiple."""
+    for random weights, the seed), where the trunk ends, attention, dropout, precision, device,
+    the width multiple, and for a pooled cache (only the head trains) the pooling it applied."""
     weights = _file_identity(cfg.weights)
     seed = cfg.seed if cfg.weights == "random" else None
     parts = {
@@ -62,6 +69,7 @@ def trunk_key(
         "precision": str(amp_dtype),
         "device": cfg.device,
         "width_multiple": multiple,
+        "pooled": cfg.pooling if pooled else None,
     }
     return json.dumps(parts, sort_keys=True, default=str)
 
@@ -95,12 +103,15 @@ class PreparedStore:
         end_layer: int,
         amp_dtype: Any,
         build: Callable[[], Any],
+        *,
+        pooled: bool = False,
     ) -> Any:
-        """The frozen-trunk caches of every split: an earlier run's, or ``build()``'s."""
+        """The frozen-trunk caches of every split: an earlier run's, or ``build()``'s.
+        ``pooled``: the caches hold pooled vectors (they depend on the pooling too)."""
         from ..training.trainer import cache_width_multiple
 
         multiple = cache_width_multiple(cfg, amp_dtype)
-        key = trunk_key(cfg, data, policy, end_layer, amp_dtype, multiple)
+        key = trunk_key(cfg, data, policy, end_layer, amp_dtype, multiple, pooled=pooled)
         if key in self._caches:
             self._caches.move_to_end(key)
             self.hits["trunk cache"] += 1
@@ -108,12 +119,16 @@ class PreparedStore:
         self._caches[key] = caches = build()
         sizes = {k: _cache_bytes(v) for k, v in self._caches.items()}
         while len(self._caches) > 1 and sum(sizes.values()) > self._max_cache_bytes:
-            sizes.pop(self._caches.popitem(last=False)[0])  # the oldest goes first
+            key, evicted = self._caches.popitem(last=False)  # the oldest goes first
+            sizes.pop(key)
+            _release(evicted)
         return dict(caches)
 
     def clear(self) -> None:
         """Forget everything (frees the memory the caches hold)."""
         self._data.clear()
+        for caches in self._caches.values():
+            _release(caches)
         self._caches.clear()
 
     def _get(self, store: OrderedDict[str, Any], kind: str, key: str, build: Callable) -> Any:
@@ -125,6 +140,13 @@ class PreparedStore:
             store.popitem(last=False)
         store[key] = value = build()
         return value
+
+
+def _release(caches: dict[str, Any]) -> None:
+    """Free a run's caches (and a spill file the system kept while it was mapped)."""
+    for cache in caches.values():
+        if cache is not None:
+            cache.release()
 
 
 def _cache_bytes(caches: dict[str, Any]) -> int:

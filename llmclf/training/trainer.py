@@ -241,7 +241,7 @@ class Trainer:
             loop.run()
             metrics = self._final_metrics(loop, data)
         finally:  # frees the memory, and a spill file the system kept while it was mapped
-            for cache in caches.values():
+            for cache in caches.values() if self.reuse is None else ():  # else the store's
                 if cache is not None:
                     cache.release()
         self._check_ranks_agree(ctx, trainable)
@@ -446,7 +446,7 @@ class Trainer:
             caches = build()
         else:
             caches = self.reuse.caches(
-                cfg, data, policy, trainable.first_trainable_layer, amp_dtype, build
+                cfg, data, policy, trainable.first_trainable_layer, amp_dtype, build, pooled=pooled
             )
         return caches, f"{note} ({describe_caches(caches)})"
 
