@@ -398,3 +398,15 @@ def test_mean_all_needs_a_fixed_width_and_then_trains_with_the_trunk_cache(
     assert result.rows[0].status == "done"
     model_event = next(d for e, d in events.events if e == "model")
     assert model_event["cache"].startswith("frozen-trunk cache on")
+
+
+def test_head_only_rows_with_other_poolings_do_not_share_pooled_caches(
+    tmp_path: Path, dataset: Path
+) -> None:
+    grid = {"pooling": ["last-token", "mean"]}
+    fields = base(dataset, trainable="head")  # the cache holds each text's pooled vector
+    shared = sweep(fields, grid=grid, output=tmp_path / "shared", reporter=Collect())
+    alone = sweep(fields, grid=grid, output=tmp_path / "alone", reporter=Collect(), reuse=False)
+    assert shared.reused == {"data": 1, "trunk cache": 0}
+    for a, b in zip(shared.rows, alone.rows, strict=True):
+        assert a.metrics == b.metrics
