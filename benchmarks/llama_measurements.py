@@ -178,10 +178,13 @@ def predict_hf_llama(params: dict[str, Any]) -> dict[str, Any]:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.startswith("score.")]:
         raise RuntimeError(f"weights do not match: missing {missing}, unexpected {unexpected}")
-    token_ids = data.test.token_ids
-    ref.predict_labels(model, token_ids[:16], params["batch_size"])  # warm-up
-    start = time.perf_counter()
-    ids = ref.predict_labels(model, token_ids, params["batch_size"]).tolist()
+    from llmclf.data.tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer("tokenizer.json", directory=params["dir"])
+    encode = lambda batch: tokenizer.encode_batch([t.strip() for t in batch])  # noqa: E731
+    ref.predict_labels(model, encode(texts[:16]), params["batch_size"])  # warm-up
+    start = time.perf_counter()  # tokenising included, as Classifier.predict's time includes it
+    ids = ref.predict_labels(model, encode(texts), params["batch_size"]).tolist()
     seconds = time.perf_counter() - start
     return {**_scores(texts, labels, ids, seconds), "rss_mib": peak_rss_mib()}
 
