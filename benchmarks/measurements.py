@@ -91,7 +91,7 @@ class _Clock:
     own durations come in the events (``phase_end`` and ``epoch_end`` carry ``seconds``)."""
 
     def __init__(self) -> None:
-        from llmclf.training.reporting import Reporter
+        from llmclf.reporting import Reporter
 
         class Timed(Reporter):
             def event(inner, name: str, **data: Any) -> None:
@@ -115,7 +115,7 @@ def _run_policy(run_dir: str | Path):
     import json
 
     from llmclf.data.padding import policy_from_state
-    from llmclf.training.manifest import upgrade_manifest
+    from llmclf.runs.manifest import upgrade_manifest
 
     path = Path(run_dir) / "llmclf.json"
     manifest = upgrade_manifest(json.loads(path.read_text()), path)

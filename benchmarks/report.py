@@ -25,7 +25,7 @@ def machine(threads: int) -> dict[str, Any]:
     import torch
 
     from llmclf import __version__
-    from llmclf.training.device import cpu_has_fast_bf16
+    from llmclf.device import cpu_has_fast_bf16
 
     try:
         import transformers

@@ -78,7 +78,7 @@ def fit_llmclf(params: dict[str, Any]) -> dict[str, Any]:
     from measurements import peak_rss_mib
 
     from llmclf import TrainConfig, Trainer
-    from llmclf.training.reporting import Reporter
+    from llmclf.reporting import Reporter
 
     steps_to_run = params["steps"]
     events: list[tuple[str, float, dict[str, Any]]] = []

@@ -17,7 +17,7 @@ import argparse
 from typing import Any
 
 import llmclf
-from llmclf.training.reporting import Reporter
+from llmclf.reporting import Reporter
 
 
 class PrintReporter(Reporter):

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import LlmclfError
-from .registries import backbones, balancers, datasets, long_texts, padding
+from .registry import backbones, balancers, datasets, long_texts, padding
 
 _LAZY = {
     "TrainConfig": "llmclf.training.config",

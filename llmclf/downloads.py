@@ -17,8 +17,7 @@ from pathlib import Path
 from . import settings
 from .assets import Asset, fetch
 from .errors import AssetError, UsageError
-from .registries import backbones, datasets
-from .registry import Registry
+from .registry import Registry, backbones, datasets
 
 Report = Callable[[Asset, Path], None]
 

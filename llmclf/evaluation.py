@@ -14,9 +14,9 @@ from .data.pipeline import load_all, load_split
 from .errors import CheckpointError, ConfigError, UsageError
 from .inference import Classifier
 from .options import SPLITS
+from .reporting import Phase, Reporter
 from .scoring import model_logits, score
 from .training.config import TrainConfig
-from .training.reporting import Phase, Reporter
 
 
 def evaluate_run(
@@ -37,7 +37,7 @@ def evaluate_run(
     it was scored on at the end of training. With ``dataset`` (a registry name or a file):
     every row of it; ``text_column``, ``label_column`` and ``encoding`` describe that file
     (they default to the run's own). ``reporter`` receives the ``load model``, ``data`` and
-    ``evaluate`` phases (see `llmclf.training.reporting`).
+    ``evaluate`` phases (see `llmclf.reporting`).
 
     Raises `ConfigError` / `UsageError` for a bad argument (one line naming it).
     """

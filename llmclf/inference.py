@@ -16,6 +16,13 @@ from .data.hf_tokenizer import tokenizer_from_dir
 from .data.long_texts import aggregate_examples, to_examples
 from .data.padding import combination_problem, policy_from_state
 from .data.tokenizer import Tokenizer
+from .device import (
+    autocast,
+    check_device,
+    check_precision,
+    resolve_device,
+    resolve_precision,
+)
 from .errors import (
     AssetError,
     BatchDependentRunWarning,
@@ -27,16 +34,9 @@ from .errors import (
 from .models.classifier import SequenceClassifier
 from .models.lora import merge_lora
 from .models.spec import ModelSpec, load_classifier
-from .training import checkpoint as ckpt
-from .training.device import (
-    autocast,
-    check_device,
-    check_precision,
-    resolve_device,
-    resolve_precision,
-)
-from .training.manifest import model_spec
-from .training.rundir import RunDirectory
+from .runs import checkpoint as ckpt
+from .runs.manifest import model_spec
+from .runs.rundir import RunDirectory
 
 DEFAULT_BATCH_SIZE = 32
 QUANTIZE_SCHEMES = ("int8",)

@@ -19,11 +19,11 @@ from torch import nn
 
 from .data.padding import policy_from_state
 from .data.tokenizer import Tokenizer
+from .device import check_device
 from .errors import AssetError, CheckpointError, ConfigError
 from .export import RECORD_FILE, read_record
 from .export.onnx_graph import INPUTS, MODEL_FILE, OUTPUT
-from .training.device import check_device
-from .training.manifest import model_spec, upgrade_manifest
+from .runs.manifest import model_spec, upgrade_manifest
 
 if TYPE_CHECKING:
     from .inference import Classifier

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from .inference import Classifier, Prediction
-from .training.reporting import Phase, Reporter
+from .reporting import Phase, Reporter
 
 FORMATS = ("table", "json", "jsonl", "csv")
 

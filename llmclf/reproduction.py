@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, DataError, UsageError
-from .training.reporting import Reporter
+from .reporting import Reporter
 
 ELSEWHERE = (
     "on another machine, torch or BLAS build, thread count or GPU, small differences are "
@@ -105,8 +105,8 @@ def reproduce(
 ) -> ReproduceReport:
     """Train the finished run in ``run_dir`` again, from its ``llmclf.json``, into ``output``
     (default ``RUN-reproduced``, or the first free ``-2``, ``-3``...), and compare the two."""
+    from .runs.rundir import RunDirectory
     from .training.config import TrainConfig
-    from .training.rundir import RunDirectory
     from .training.trainer import Trainer
 
     run = Path(run_dir)
@@ -142,7 +142,7 @@ def default_reproduce_dir(run: Path) -> Path:
 
 
 def _finished_manifest(run: Path) -> dict[str, Any]:
-    from .training.rundir import RunDirectory
+    from .runs.rundir import RunDirectory
 
     if not (run / "llmclf.json").is_file():
         raise UsageError(f"{run} is not an llmclf run (no llmclf.json); give a run directory")
@@ -188,7 +188,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, A
 
 
 def _metrics(old_run: Path, new_run: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    from .training import checkpoint as ckpt
+    from .runs import checkpoint as ckpt
 
     old = ckpt.read_json(old_run / ckpt.METRICS_FILE)
     new = ckpt.read_json(new_run / ckpt.METRICS_FILE)
@@ -207,7 +207,7 @@ def max_weight_difference(old_run: Path, new_run: Path) -> float:
     (infinity when they do not hold the same tensor names and shapes)."""
     from safetensors.torch import load_file
 
-    from .training import checkpoint as ckpt
+    from .runs import checkpoint as ckpt
 
     old = load_file(old_run / ckpt.MODEL_FILE)
     new = load_file(new_run / ckpt.MODEL_FILE)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from .data.loaders import batches
 from .data.long_texts import aggregate_examples
 from .data.padding import Batch, PaddingPolicy
-from .training.device import autocast
-from .training.metrics import classification_metrics
+from .device import autocast
+from .metrics import classification_metrics
 
 LogitsFn = Callable[[list[int], Batch], torch.Tensor]
 """``(positions, batch) -> logits (B, K)``: positions are the batch's rows in the split."""

@@ -2,7 +2,7 @@
 
 ``llmclf fit --log-to tensorboard,mlflow`` adds one `Reporter` per tracker to the reporters of
 the run, so the trackers see exactly the events ``--log-json`` writes
-(`llmclf.training.reporting`):
+(`llmclf.reporting`):
 
 - ``config``: the whole config, as TensorBoard text and hparams, as MLflow params;
 - ``step``: the training loss of each batch, ``train/batch_loss`` at the batch number of the
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, LlmclfError, UsageError
-from .training.reporting import Reporter
+from .reporting import Reporter
 
 TRACKERS = ("tensorboard", "mlflow")
 DEFAULT_EXPERIMENT = "llmclf"

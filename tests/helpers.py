@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmclf import TrainConfig
-from llmclf.training.reporting import Reporter
+from llmclf.reporting import Reporter
 
 TOPICS = {
     "billing": ["invoice", "refund", "payment", "charged", "bill", "price"],

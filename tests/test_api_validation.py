@@ -14,10 +14,10 @@ from helpers import fit_tiny_run
 
 from llmclf import Classifier
 from llmclf.cli import main
+from llmclf.device import resolve_device, resolve_precision
 from llmclf.errors import CheckpointError, ConfigError, LlmclfError, UnfinishedRunWarning
 from llmclf.evaluation import evaluate_run
 from llmclf.serve import ServeConfig
-from llmclf.training.device import resolve_device, resolve_precision
 
 
 @pytest.fixture(scope="module")

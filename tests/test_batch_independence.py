@@ -29,7 +29,7 @@ from llmclf.errors import ConfigError
 from llmclf.evaluation import evaluate_run
 from llmclf.models.classifier import POOLINGS, SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
-from llmclf.training import checkpoint as ckpt
+from llmclf.runs import checkpoint as ckpt
 
 CONTEXT = 48
 CUT = 4  # the trained run's --max-length: most of its training texts are longer

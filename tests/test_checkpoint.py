@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from llmclf.assets import atomic_write_text
-from llmclf.training.checkpoint import load_tensors, save_tensors
+from llmclf.runs.checkpoint import load_tensors, save_tensors
 
 
 def test_tied_weights_save_and_load_with_their_values(tmp_path: Path) -> None:

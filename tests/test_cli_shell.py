@@ -77,7 +77,7 @@ def test_an_unwritable_path_is_one_line_with_exit_code_1(tmp_path) -> None:
 
 def test_log_json_creates_missing_parent_folders(tmp_path, monkeypatch) -> None:
     """predict --output created them; fit --log-json nodir/x refused."""
-    from llmclf.training.reporting import JsonLinesReporter
+    from llmclf.reporting import JsonLinesReporter
 
     log = tmp_path / "no" / "such" / "events.jsonl"
     reporter = JsonLinesReporter(log)

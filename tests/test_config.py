@@ -331,7 +331,7 @@ def test_a_new_config_field_becomes_an_option_without_a_second_edit() -> None:
 
 
 def test_the_repeat_command_uses_the_field_flags() -> None:
-    from llmclf.training.rundir import repeat_command
+    from llmclf.runs.rundir import repeat_command
 
     config = TrainConfig(dataset="x.csv", dedupe=True, split=(0.8, 0.1, 0.1), eval_batches=None)
     command = repeat_command(config, Path("runs/x"))

@@ -47,7 +47,7 @@ def test_names_are_checked_and_listed() -> None:
         get_long_text_policy("head+tail:x")
     with pytest.raises(ConfigError, match="tail takes no parameter"):
         get_long_text_policy("tail:3")
-    assert {"head", "tail", "head+tail", "windows"} <= set(llmclf.registries.long_texts.names())
+    assert {"head", "tail", "head+tail", "windows"} <= set(llmclf.registry.long_texts.names())
     listed = CliRunner().invoke(main, ["list", "long_texts"])
     assert listed.exit_code == 0 and "head+tail" in listed.output and "windows" in listed.output
 

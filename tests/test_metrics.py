@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from llmclf.training.metrics import classification_metrics
+from llmclf.metrics import classification_metrics
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 5])

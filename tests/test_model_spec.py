@@ -22,8 +22,8 @@ from llmclf.models.spec import (
     load_classifier,
 )
 from llmclf.models.trainable import freeze, parse_trainable
-from llmclf.training import checkpoint
-from llmclf.training.rundir import RunDirectory
+from llmclf.runs import checkpoint
+from llmclf.runs.rundir import RunDirectory
 
 TINY = {"n_layer": 2, "n_embd": 32, "n_head": 2, "context_length": 64, "vocab_size": 300}
 

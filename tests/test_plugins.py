@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmclf.cli import main
-from llmclf.registries import ALL
+from llmclf.registry import ALL
 
 
 def _install_fake_distribution(site: Path, entry_points: str, modules: dict[str, str]) -> None:

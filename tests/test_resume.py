@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from llmclf import Trainer
 from llmclf.cli import main
-from llmclf.training import checkpoint
+from llmclf.runs import checkpoint
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from helpers import tiny_fit_args, topic_frame, write_topic_csv
 
 from llmclf import Classifier, TrainConfig, Trainer
 from llmclf.cli import main
-from llmclf.training import rundir
+from llmclf.runs import rundir
+from llmclf.runs.rundir import repeat_command
 from llmclf.training.loop import TrainingLoop
-from llmclf.training.rundir import repeat_command
 
 RUN_FILES = {
     "model.safetensors",

@@ -16,8 +16,8 @@ from llmclf.data.padding import get_policy
 from llmclf.errors import UnknownNameError
 from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
+from llmclf.runs import checkpoint as ckpt
 from llmclf.scoring import model_logits, score
-from llmclf.training import checkpoint as ckpt
 
 RECIPES = {
     "default": {},

@@ -30,8 +30,8 @@ from llmclf.data.report import DataReport
 from llmclf.errors import ConfigError, ExportError
 from llmclf.evaluation import evaluate_run
 from llmclf.export.hf import check_hf
+from llmclf.runs import checkpoint as ckpt
 from llmclf.scoring import score
-from llmclf.training import checkpoint as ckpt
 from llmclf.training.dry_run import dry_run
 from llmclf.training.trainer import check_names
 

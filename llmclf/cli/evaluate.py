@@ -44,7 +44,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate a trained run: accuracy, per-class F1, confusion matrix, ROC AUC."""
     from ..evaluation import evaluate_run
-    from ..training.reporting import Reporter
+    from ..reporting import Reporter
     from .render import RichReporter
 
     reporter = Reporter() if quiet else RichReporter()  # bars on stderr, only on a terminal

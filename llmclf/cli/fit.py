@@ -138,9 +138,9 @@ def fit_command(
     **options: Any,
 ) -> None:
     """Fine-tune a backbone as a classifier and save the run directory."""
+    from ..reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..settings import process_rank
     from ..tracking import make_tracker, parse_log_to
-    from ..training.reporting import JsonLinesReporter, MultiReporter, Reporter
     from ..training.trainer import Trainer
     from .render import RichReporter
 
@@ -240,8 +240,8 @@ def _dry_run(
     """``fit --dry-run``: the config as fit would build it, prepared and timed, not trained."""
     import json
 
+    from ..reporting import Reporter
     from ..training.dry_run import dry_run
-    from ..training.reporting import Reporter
     from .render import RichReporter
 
     reporter = Reporter() if quiet else RichReporter()

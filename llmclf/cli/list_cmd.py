@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..registries import ALL
+from ..registry import ALL
 
 
 @click.command("list")

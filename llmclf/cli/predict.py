@@ -14,7 +14,7 @@ from ..data.readers import STDIN_FORMATS
 from ..options import DEVICES, PRECISIONS
 
 if TYPE_CHECKING:
-    from ..training.reporting import Reporter
+    from ..reporting import Reporter
 
 FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
 
@@ -109,7 +109,7 @@ def predict_command(
     from ..data.pipeline import load_texts
     from ..inference import Classifier
     from ..prediction_io import PredictionWriter, cut_summary, plural, predict_chunks
-    from ..training.reporting import Phase
+    from ..reporting import Phase
 
     fmt = fmt or _format_of(output)
     chunks = (  # options are checked here, before the model loads; the file is read lazily
@@ -175,7 +175,7 @@ def _progress(quiet: bool, *, to_stdout: bool) -> tuple[Reporter, IO[str] | None
     predictions go to the same terminal, the stream that prints them above the bar."""
     from rich.console import Console
 
-    from ..training.reporting import Reporter
+    from ..reporting import Reporter
     from .render import ConsoleStream, RichReporter
 
     if quiet or not Console(stderr=True).is_terminal:

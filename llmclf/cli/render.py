@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..training.reporting import Reporter
+from ..reporting import Reporter
 
 
 class RichReporter(Reporter):

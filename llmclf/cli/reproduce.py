@@ -21,8 +21,8 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No progress display, only the comparison.")
 def reproduce_command(run: str, output: str | None, fmt: str, quiet: bool) -> None:
     """Re-run a finished run from its llmclf.json and compare config, metrics and weights."""
+    from ..reporting import Reporter
     from ..reproduction import reproduce
-    from ..training.reporting import Reporter
     from .render import RichReporter
 
     reporter = Reporter() if quiet else RichReporter()

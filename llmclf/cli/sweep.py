@@ -80,10 +80,10 @@ def sweep_command(
     """Run many fits, one per row of a grid, a sweep file or a preset, into one table."""
     from pathlib import Path
 
+    from ..reporting import Reporter
     from ..sweeps import sweep
     from ..sweeps.rows import parse_grid
     from ..training.config import read_config_file
-    from ..training.reporting import Reporter
     from .render import RichReporter
 
     given = [n for n, v in (("--grid", grid), ("--file", sweep_file), ("--preset", preset)) if v]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..registries import balancers
+from ..registry import balancers
 
 if TYPE_CHECKING:  # pandas is imported on use, so `llmclf list` stays fast
     import pandas as pd

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import assets
 from ..errors import DataError
-from ..registries import datasets
+from ..registry import datasets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +81,7 @@ def read_imdb(
     gzipped tar, or when a folder is missing or does not hold ``per_folder`` reviews (None:
     any number but at least one).
     """
-    from ..training.reporting import Phase
+    from ..reporting import Phase
 
     path = Path(path)
     found: dict[tuple[str, str], list[tuple[int, str]]] = {

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..registries import long_texts
+from ..registry import long_texts
 
 if TYPE_CHECKING:  # torch is imported on use, so `llmclf list` stays fast
     import torch

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import CheckpointError, ConfigError, LlmclfError, UsageError
 from ..options import POOLINGS_READING_PADDING
-from ..registries import padding
+from ..registry import padding
 from .long_texts import DEFAULT as DEFAULT_LONG_TEXTS
 from .long_texts import LongTextPolicy, get_long_text_policy
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError, LlmclfWarning, UsageError
 from ..options import OFFICIAL_SPLIT, OFFICIAL_VALIDATION, SPLITS
-from ..registries import balancers
+from ..registry import balancers
 from .balance import Balanced
 from .clean import Cleaned, clean
 from .clean import fingerprint as fingerprint_of
@@ -110,7 +110,7 @@ def prepare_data(
 ) -> PreparedData:
     """Load, clean, map labels, balance, split (stratified, seeded) and encode ``spec``'s data.
 
-    ``reporter`` (a `llmclf.training.reporting.Reporter`) receives the ``tokenise`` phase
+    ``reporter`` (a `llmclf.reporting.Reporter`) receives the ``tokenise`` phase
     events (and a dataset's own, such as ``read imdb``).
     """
     import pandas as pd
@@ -338,7 +338,7 @@ def _tokenize(
 ) -> dict[int, list[int]]:
     """Row id -> token ids of ``texts[row]`` for each of ``rows``, encoded in batches of
     `TOKENIZE_CHUNK` (tiktoken's threads) with ``tokenise`` phase events."""
-    from ..training.reporting import Phase
+    from ..reporting import Phase
 
     out: dict[int, list[int]] = {}
     with Phase(reporter, "tokenise", total=len(rows)) as phase:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .. import assets, settings
 from ..errors import AssetError, DataError, UnknownNameError
 from ..options import SPLITS
-from ..registries import datasets
+from ..registry import datasets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +128,7 @@ def load_source(
     predefined splits adds a ``part`` column (``train``, ``validation``, ``test``), rows in
     that order; one with an official partition adds a ``split`` column (``train``, ``test``).
     A dataset function that takes a ``reporter`` keyword gets ``reporter`` (for progress
-    events, see `llmclf.training.reporting.Phase`).
+    events, see `llmclf.reporting.Phase`).
     """
     from .readers import read_table
 

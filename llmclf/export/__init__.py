@@ -106,7 +106,7 @@ def export_record(
     import torch
 
     from ..assets import sha256_of
-    from ..training import checkpoint as ckpt
+    from ..runs import checkpoint as ckpt
 
     return {
         "format": format,

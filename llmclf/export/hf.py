@@ -28,7 +28,7 @@ from ..data.padding import PaddingPolicy
 from ..data.tokenizer import ENDOFTEXT
 from ..errors import ExportError
 from ..models.weights import hf_state_dict
-from ..training.checkpoint import save_tensors
+from ..runs.checkpoint import save_tensors
 
 if TYPE_CHECKING:
     from ..inference import Classifier

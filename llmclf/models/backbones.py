@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..assets import Asset
 from ..errors import UsageError
-from ..registries import backbones
+from ..registry import backbones
 
 if TYPE_CHECKING:
     from .gpt2 import GPT2, GPT2Config

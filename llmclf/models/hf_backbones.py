@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import assets
 from ..assets import Asset
 from ..errors import ConfigError, UsageError
-from ..registries import backbones
+from ..registry import backbones
 from .hf_sizes import SIZES, PublishedSize
 
 if TYPE_CHECKING:

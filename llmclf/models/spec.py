@@ -288,7 +288,7 @@ def backbone_entry(name: str) -> BackboneEntry:
     Hugging Face model (`llmclf.models.hf_backbones.local_builder`).
     An unknown architecture is a `ConfigError` that names the entry.
     """
-    from ..registries import backbones
+    from ..registry import backbones
     from .hf_backbones import is_model_directory, local_builder
 
     if name not in backbones and is_model_directory(name):

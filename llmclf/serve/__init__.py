@@ -155,7 +155,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def check_run_dir(run: str | Path) -> None:
     """Fail early, with one line, when ``run`` cannot be a complete run directory."""
-    from ..training import checkpoint as ckpt
+    from ..runs import checkpoint as ckpt
 
     run = Path(run)
     if not run.is_dir():
@@ -172,7 +172,7 @@ def _warn_if_unfinished(run: Path) -> None:
 
     from ..errors import UnfinishedRunWarning
     from ..inference import unfinished_message
-    from ..training import checkpoint as ckpt
+    from ..runs import checkpoint as ckpt
 
     manifest = ckpt.read_json(run / ckpt.MANIFEST_FILE)
     if isinstance(manifest, dict) and not manifest.get("complete", True):

@@ -253,7 +253,7 @@ def app_from_environment() -> FastAPI:
 
 def model_sha256(run_dir: Path) -> str:
     """sha256 of ``run_dir/model.safetensors``, read in 1 MiB chunks."""
-    from ..training.checkpoint import MODEL_FILE
+    from ..runs.checkpoint import MODEL_FILE
 
     digest = hashlib.sha256()
     with open(run_dir / MODEL_FILE, "rb") as f:

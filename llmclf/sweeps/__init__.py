@@ -20,7 +20,7 @@ from .results import RowResult
 from .rows import SweepRow, grid_rows, read_sweep_file, resolve_rows, select
 
 if TYPE_CHECKING:  # the runner imports torch; `llmclf sweep --help` must not
-    from ..training.reporting import Reporter
+    from ..reporting import Reporter
     from .runner import SweepPlan, SweepResult
 
 __all__ = ["PRESETS", "RowResult", "SweepResult", "SweepRow", "plan_sweep", "sweep"]

@@ -18,11 +18,11 @@ from typing import Any
 
 from ..assets import atomic_path
 from ..errors import UsageError
-from ..training import checkpoint as ckpt
-from ..training import rundir
+from ..reporting import Reporter
+from ..runs import checkpoint as ckpt
+from ..runs import rundir
+from ..runs.rundir import STAGING_DIR, RunDirectory
 from ..training.config import TrainConfig
-from ..training.reporting import Reporter
-from ..training.rundir import STAGING_DIR, RunDirectory
 from .memory import PeakMemory
 from .results import RowResult, write_results
 from .reuse import PreparedStore
@@ -146,7 +146,7 @@ def _fit_row(
     reporter: Reporter,
 ) -> None:
     """Fit the row (or resume it), adding its wall time and peak memory to ``mine``."""
-    from ..training.device import resolve_device
+    from ..device import resolve_device
     from ..training.trainer import Trainer
 
     device = resolve_device(cfg.device)

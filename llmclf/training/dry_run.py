@@ -24,14 +24,14 @@ import torch.nn.functional as F
 
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
+from ..device import autocast, resolve_device, resolve_precision
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
+from ..reporting import Reporter
+from ..runs.rundir import RunDirectory
 from .config import TrainConfig
-from .device import autocast, resolve_device, resolve_precision
 from .loop import BatchForward
-from .reporting import Reporter
-from .rundir import RunDirectory
 from .trainer import Trainer, check_names, make_optimizer
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,

@@ -24,16 +24,16 @@ from torch import nn
 from ..data.loaders import batches
 from ..data.padding import Batch
 from ..data.pipeline import PreparedData, Split
+from ..device import autocast
 from ..errors import CheckpointError
 from ..models.classifier import SequenceClassifier
 from ..models.packing import Packed, pack
+from ..reporting import Reporter
+from ..runs import checkpoint as ckpt
+from ..runs.rundir import RunDirectory
 from ..scoring import local_rows, score
-from . import checkpoint as ckpt
 from .config import TrainConfig
-from .device import autocast
 from .distributed import DistContext
-from .reporting import Reporter
-from .rundir import RunDirectory
 from .trunk_cache import TrunkCache
 
 

@@ -15,20 +15,21 @@ from ..data.padding import check_combination, token_cap
 from ..data.pipeline import PreparedData, Split, prepare_data
 from ..data.sources import find_dataset
 from ..data.tokenizer import Tokenizer, get_tokenizer
+from ..device import autocast, resolve_device, resolve_precision
 from ..errors import CheckpointError, ConfigError, UsageError
 from ..models.classifier import SequenceClassifier
 from ..models.gpt2 import set_attention
 from ..models.spec import BackboneEntry, ModelSpec, backbone_entry, build_classifier
 from ..models.trainable import TrainablePolicy, TrainableReport, freeze, parse_trainable
 from ..options import POOLINGS_READING_PADDING, SPLITS
-from ..registries import balancers, padding
-from . import distributed, rundir
+from ..registry import balancers, padding
+from ..reporting import Phase, Reporter
+from ..runs import rundir
+from ..runs.rundir import RunDirectory
+from . import distributed
 from .config import TrainConfig
-from .device import autocast, resolve_device, resolve_precision
 from .distributed import DistContext
 from .loop import BatchForward, LoopData, LoopModel, LoopRuntime, TrainingLoop
-from .reporting import Phase, Reporter
-from .rundir import RunDirectory
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
     REDUCED_PRECISION_WIDTH_MULTIPLE,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
-from ..options import DEVICES, PRECISIONS, check_device, check_precision
+from .errors import ConfigError
+from .options import DEVICES, PRECISIONS, check_device, check_precision
 
 __all__ = [
     "DEVICES",

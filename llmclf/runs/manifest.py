@@ -5,7 +5,7 @@ Schema 2 (current) keeps the model's structure as one `llmclf.models.spec.ModelS
 the ``lora`` trainable policy; `upgrade_manifest` converts such a manifest in memory (the file
 is never rewritten), so old runs keep loading. A schema newer than this llmclf is refused.
 
-Writing the manifest is `llmclf.training.rundir.RunDirectory`'s job alone.
+Writing the manifest is `llmclf.runs.rundir.RunDirectory`'s job alone.
 """
 
 from __future__ import annotations

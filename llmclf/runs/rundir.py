@@ -3,7 +3,7 @@
 `RunDirectory` is the one owner of a run's files: the Trainer, the loop and the CLI ask it
 where a file goes and have it write ``llmclf.json`` (`RunDirectory.start`, `save_model`,
 `record_progress`, `finish` are the only writers). `read_manifest` reads any schema this llmclf
-knows and returns the current one (`llmclf.training.manifest.upgrade_manifest`).
+knows and returns the current one (`llmclf.runs.manifest.upgrade_manifest`).
 
 An *llmclf run* is a directory whose ``llmclf.json`` is a JSON object with a ``schema_version``
 (fit writes it first, before any other file), or one that holds an ``--overwrite`` in progress
@@ -45,8 +45,8 @@ from ..data.tokenizer import Tokenizer
 from ..errors import CheckpointError, UsageError
 from ..options import default_of
 from ..options import flag as option_flag
+from ..training.config import TrainConfig, config_fields
 from . import checkpoint as ckpt
-from .config import TrainConfig, config_fields
 from .manifest import new_manifest, upgrade_manifest
 
 STAGING_DIR = ".llmclf-overwrite"

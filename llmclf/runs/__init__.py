@@ -1,0 +1,1 @@
+"""A run directory: its layout, its manifest (``llmclf.json``), its weights."""
