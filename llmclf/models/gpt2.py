@@ -93,10 +93,10 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         if rows is not None:  # several queries may read one row: each gets its row's keys
             k, v = k[rows], v[rows]  # (N, nh, T, hs)
-        if seen is None and self.causal:
+        if seen is None:
             seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
-        elif seen is None:  # bidirectional: the query sees every position
-            seen = torch.ones(len(pos), T, dtype=torch.bool, device=x.device)
+            if not self.causal:  # bidirectional: every position (shaped from pos for tracing)
+                seen = torch.ones_like(seen)
         y = F.scaled_dot_product_attention(
             q,
             k,
