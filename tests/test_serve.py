@@ -490,8 +490,8 @@ def test_inference_runs_off_the_event_loop_one_batch_at_a_time(classifier: Class
         classifier.tokenizer,
         classifier.policy,
         classifier.labels,
-        classifier.manifest,
-        classifier.device,
+        manifest=classifier.manifest,
+        device=classifier.device,
     )
     results: dict[str, list] = {}
     with TestClient(create_app(gated)) as test_client:
