@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measurements import _lengths, _scores, _threads, peak_rss_mib, timed_fit
+from measurements import _data, _lengths, _scores, _threads, peak_rss_mib, timed_fit
 
 HERE = Path(__file__).resolve().parent
 PAD_ID = 50256  # GPT-2's <|endoftext|>, the directory's pad/bos/eos token
@@ -54,16 +54,6 @@ def make_backbone_dir(params: dict[str, Any]) -> dict[str, Any]:
     build_gpt2_tokenizer(gpt2_bpe_dir()).save(str(directory / "tokenizer.json"))
     n = sum(p.numel() for p in model.parameters())
     return {"parameters": n, "dir": str(directory), "size": params["size"]}
-
-
-def _data(params: dict[str, Any]):
-    from llmclf.data.pipeline import DataSpec, prepare_data
-    from llmclf.data.tokenizer import get_tokenizer
-    from llmclf.models.spec import backbone_entry
-
-    entry = backbone_entry(params["dir"])
-    tokenizer = get_tokenizer(entry.tokenizer, directory=params["dir"])
-    return prepare_data(DataSpec(dataset=params["dataset"]), tokenizer, entry.context_length)
 
 
 def fit_llmclf_llama(params: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +195,7 @@ def plan(mode: str, threads: int, dataset: str, work: Path) -> dict[str, dict[st
         "threads": threads,
         "dataset": dataset,
         "dir": str(work / "llama-shape"),
+        "backbone": str(work / "llama-shape"),  # the directory, as `measurements._data` reads it
         "size": "llama-tiny" if smoke else "smollm2-135m",
     }
     run_dir = str(work / "llmclf-llama")

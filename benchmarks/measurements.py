@@ -30,13 +30,14 @@ def _threads(params: dict[str, Any]) -> None:
 
 
 def _data(params: dict[str, Any]):
-    """The prepared splits exactly as the Trainer makes them (same spec, same seed)."""
+    """The prepared splits exactly as the Trainer makes them (same spec, same seed), for the
+    backbone named ``params["backbone"]`` (a registry name or a Hugging Face directory)."""
     from llmclf.data.pipeline import DataSpec, prepare_data
     from llmclf.data.tokenizer import get_tokenizer
     from llmclf.models.spec import backbone_entry
 
     entry = backbone_entry(params["backbone"])
-    tokenizer = get_tokenizer(entry.tokenizer)
+    tokenizer = get_tokenizer(entry.tokenizer, entry.tokenizer_dir())
     return prepare_data(DataSpec(dataset=params["dataset"]), tokenizer, entry.context_length)
 
 

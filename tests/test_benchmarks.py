@@ -146,3 +146,24 @@ def test_sweep_reuse_smoke_gets_identical_rows_both_ways(tmp_path: Path) -> None
     result = json.loads(figures.read_text())
     assert result["identical_metrics"] is True
     assert result["reused"] == {"data": 5, "trunk cache": 5}  # six rows, one build each
+
+
+@pytest.mark.slow
+def test_compare_llama_smoke_runs_the_llama_family_against_transformers(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, str(COMPARE), "--llama", "--smoke", "--threads", "1"]
+    proc = subprocess.run(
+        [*command, "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"llama_fit_speedup=\d+\.\d\d llama_predict_speedup=\d+\.\d\d", last)
+    results = json.loads(figures.read_text())
+    # the same trained weights in llmclf and in transformers: the same labels
+    ours, theirs = results["predict-llmclf-llama"], results["predict-hf-llama"]
+    assert ours["labels"] == theirs["labels"] and ours["n"] == theirs["n"] > 0
+    assert results["llama-dir"]["size"] == "llama-tiny"
