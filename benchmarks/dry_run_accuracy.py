@@ -40,7 +40,7 @@ def cases(mode: str, work: Path) -> dict[str, dict[str, Any]]:
             "backbone": "gpt2-tiny",
             "trainable": "all",
             "epochs": 1,
-            "split": "0.7,0.1,0.2",
+            "split": (0.7, 0.1, 0.2),
             "balance": "none",
         },
     }
@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dry-run accuracy ({mode}), {args.threads} threads, load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="llmclf-dry-run-") as tmp:
         work = Path(tmp)
-        results = {name: measure(name, kw, work) for name, kw in cases(mode, work).items()}
-    print(render(results))
+        results = {}
+        for name, kwargs in cases(mode, work).items():
+            results[name] = measure(name, kwargs, work)
+            print(render({name: results[name]}), flush=True)
     worst = max(abs(r["error"]) for r in results.values())
     print(f"dry_run_error={100 * worst:.0f}")
     return 0

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .data.pipeline import load_all, load_split
+from .data.pipeline import Split, load_all, load_split
 from .errors import CheckpointError, ConfigError, UsageError
 from .inference import Classifier
 from .options import SPLITS
@@ -52,36 +52,9 @@ def evaluate_run(
         raise UsageError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     with Phase(reporter, "load model"):
         classifier = Classifier.load(run_dir, device=device)
-    manifest = classifier.manifest
-    if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("data"), dict):
-        raise CheckpointError(
-            f"{run_dir}/llmclf.json has no 'config' or 'data' field, so the run's data cannot "
-            "be rebuilt; restore the file the run wrote, or pass --dataset"
-        )
-    config = TrainConfig.from_dict(manifest["config"])
     changes = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
-    if dataset is not None:
-        changes["dataset"] = os.fspath(dataset)
-    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
-    spec = config.data
-    context = classifier.model.backbone.config.context_length
-    labels = _label_map(classifier.labels)
-    if dataset is None:
-        row_ids = manifest["data"]["split"][split]
-        if not row_ids:
-            others = [name for name in SPLITS if manifest["data"]["split"][name]]
-            raise UsageError(
-                f"the run's {split} split is empty (split {config.split}); "
-                f"score another: --split {others[-1] if others else 'train'}, or pass --dataset"
-            )
-        fingerprint = manifest["data"]["fingerprint"]
-        with Phase(reporter, "data"):
-            rows = load_split(spec, labels, row_ids, classifier.tokenizer, context, fingerprint)
-        scope = f"{split} split of {config.dataset}"
-    else:
-        with Phase(reporter, "data"):
-            rows = load_all(spec, labels, classifier.tokenizer, context)
-        scope = f"all of {dataset}"
+    changes["dataset"] = None if dataset is None else os.fspath(dataset)
+    rows, scope = _rows(classifier, run_dir, split, changes, reporter)
     # a run saved when llmclf allowed batch-dependent padding is scored one text at a time,
     # as `Classifier` predicts it
     size = 1 if classifier.one_at_a_time else batch_size
@@ -100,6 +73,42 @@ def evaluate_run(
         )
     metrics["scope"] = scope
     return metrics
+
+
+def _rows(
+    classifier: Classifier,
+    run_dir: str | Path,
+    split: str,
+    changes: dict[str, str | None],
+    reporter: Reporter | None,
+) -> tuple[Split, str]:
+    """The rows to score, encoded as the run encodes them, and what they are: the saved
+    ``split`` of the run's dataset, or every row of ``changes["dataset"]``."""
+    manifest = classifier.manifest
+    if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("data"), dict):
+        raise CheckpointError(
+            f"{run_dir}/llmclf.json has no 'config' or 'data' field, so the run's data cannot "
+            "be rebuilt; restore the file the run wrote, or pass --dataset"
+        )
+    config = TrainConfig.from_dict(manifest["config"])
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    spec, dataset = config.data, changes["dataset"]
+    context = classifier.model.backbone.config.context_length
+    labels = _label_map(classifier.labels)
+    if dataset is not None:
+        with Phase(reporter, "data"):
+            return load_all(spec, labels, classifier.tokenizer, context), f"all of {dataset}"
+    row_ids = manifest["data"]["split"][split]
+    if not row_ids:
+        others = [name for name in SPLITS if manifest["data"]["split"][name]]
+        raise UsageError(
+            f"the run's {split} split is empty (split {config.split}); "
+            f"score another: --split {others[-1] if others else 'train'}, or pass --dataset"
+        )
+    fingerprint = manifest["data"]["fingerprint"]
+    with Phase(reporter, "data"):
+        rows = load_split(spec, labels, row_ids, classifier.tokenizer, context, fingerprint)
+    return rows, f"{split} split of {config.dataset}"
 
 
 def _check_arguments(

@@ -14,6 +14,8 @@ from ..data.readers import STDIN_FORMATS
 from ..options import DEVICES, PRECISIONS
 
 if TYPE_CHECKING:
+    from ..inference import Classifier
+    from ..prediction_io import PredictionWriter
     from ..reporting import Reporter
 
 FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
@@ -108,7 +110,7 @@ def predict_command(
         raise click.UsageError("give one or more texts, or --file PATH (- for stdin)")
     from ..data.pipeline import load_texts
     from ..inference import Classifier
-    from ..prediction_io import PredictionWriter, cut_summary, plural, predict_chunks
+    from ..prediction_io import PredictionWriter, predict_chunks
     from ..reporting import Phase
 
     fmt = fmt or _format_of(output)
@@ -140,7 +142,16 @@ def predict_command(
         read = predict_chunks(
             classifier, chunks, writer, batch_size, reporter=reporter, total=total
         )
-    click.echo(
+    click.echo(_closing_line(read, writer, classifier, output), err=True)
+
+
+def _closing_line(
+    read: int, writer: PredictionWriter, classifier: Classifier, output: str | None
+) -> str:
+    """``read N rows, wrote N predictions [to FILE]; <what was cut>`` (on stderr)."""
+    from ..prediction_io import cut_summary, plural
+
+    return (
         f"read {plural(read, 'row')}, wrote {plural(writer.rows, 'prediction')}"
         + (f" to {output}" if output else "")
         + "; "
@@ -149,8 +160,7 @@ def predict_command(
             classifier.max_tokens,
             writer.tokens_dropped,
             long_texts=classifier.policy.long_text.spec(),
-        ),
-        err=True,
+        )
     )
 
 

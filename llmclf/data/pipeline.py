@@ -133,6 +133,35 @@ def prepare_data(
     label_ids = [labels.id(name) for name in frame["label"].astype(str).tolist()]
     table = pd.DataFrame({"text": frame["text"], "label": label_ids})
 
+    ids, balanced = _assign_splits(spec, frame, table, labels, balancer)
+    texts = frame["text"].tolist()
+    started = time.perf_counter()
+    encoded = _tokenize(
+        texts, sorted({r for name in SPLITS for r in ids[name]}), tokenizer, reporter
+    )
+    seconds = time.perf_counter() - started
+    splits = {
+        name: _encode(texts, label_ids, ids[name], encoded, (long_text, cap)) for name in SPLITS
+    }
+    report = _report(spec, cleaned, labels, label_ids, balanced, splits, cap)
+    report.tokenize_seconds = round(seconds, 3)
+    return PreparedData(
+        train=splits["train"][0],
+        validation=splits["validation"][0],
+        test=splits["test"][0],
+        labels=labels,
+        class_weights=balanced.class_weights,
+        report=report,
+        fingerprint=fingerprint_of(frame),
+    )
+
+
+def _assign_splits(
+    spec: DataSpec, frame: Any, table: Any, labels: LabelMap, balancer: Any
+) -> tuple[dict[str, list[int]], Any]:
+    """The row ids of each split, and the balancer's result: the dataset's official
+    partition, its predefined splits, or seeded stratified fractions (balancing the whole set
+    first, or only the training split, as ``balance_scope`` says)."""
     if spec.split == OFFICIAL_SPLIT:  # the dataset's train/test; validation cut from train
         ids = _official(spec, frame, table, labels)
         balanced = _balance(balancer, spec, table.loc[ids["train"]], len(labels))
@@ -154,27 +183,7 @@ def prepare_data(
         ids = _split(spec, table, labels)
         balanced = _balance(balancer, spec, table.loc[ids["train"]], len(labels))
         ids["train"] = _train_order(balanced, ids["train"], spec.seed)
-
-    texts = frame["text"].tolist()
-    started = time.perf_counter()
-    encoded = _tokenize(
-        texts, sorted({r for name in SPLITS for r in ids[name]}), tokenizer, reporter
-    )
-    seconds = time.perf_counter() - started
-    splits = {
-        name: _encode(texts, label_ids, ids[name], encoded, (long_text, cap)) for name in SPLITS
-    }
-    report = _report(spec, cleaned, labels, label_ids, balanced, splits, cap)
-    report.tokenize_seconds = round(seconds, 3)
-    return PreparedData(
-        train=splits["train"][0],
-        validation=splits["validation"][0],
-        test=splits["test"][0],
-        labels=labels,
-        class_weights=balanced.class_weights,
-        report=report,
-        fingerprint=fingerprint_of(frame),
-    )
+    return ids, balanced
 
 
 def load_split(

@@ -251,16 +251,7 @@ def _calibrate(
 ) -> dict[str, Any]:
     """Seconds per padded position of a training and of an evaluation batch, and per token
     of the cache build, timed on epoch 1's first batches (see `_timed`)."""
-    drawn = batches(  # epoch 1's first batches, drawn exactly as training draws them
-        data.train.token_ids,
-        data.train.example_labels,
-        policy,
-        cfg.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-        bucket=cfg.bucket,
-    )
-    picked = [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
+    picked = _first_batches(cfg, data, policy)
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
     labels = [data.train.example_labels[p] for p in order]
@@ -304,6 +295,20 @@ def _calibrate(
         "eval_seconds_per_position": evaluation,
         "cache_seconds_per_token": trunk["seconds_per_token"],
     }
+
+
+def _first_batches(cfg: TrainConfig, data: Any, policy: Any) -> list[list[int]]:
+    """The positions of epoch 1's first batches, drawn exactly as training draws them."""
+    drawn = batches(
+        data.train.token_ids,
+        data.train.example_labels,
+        policy,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        bucket=cfg.bucket,
+    )
+    return [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
 
 
 def _calibration_cache(
