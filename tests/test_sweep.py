@@ -410,3 +410,30 @@ def test_head_only_rows_with_other_poolings_do_not_share_pooled_caches(
     assert shared.reused == {"data": 1, "trunk cache": 0}
     for a, b in zip(shared.rows, alone.rows, strict=True):
         assert a.metrics == b.metrics
+
+
+def test_a_row_with_the_settings_of_an_earlier_row_shows_its_run_and_is_not_run_twice(
+    tmp_path: Path, dataset: Path
+) -> None:
+    out = tmp_path / "s"
+    rows = [
+        SweepRow("a", {"lr": 1e-3}),
+        SweepRow("b", {"lr": 5e-4}),
+        SweepRow("c", {"lr": 0.001}),  # a's settings, written otherwise
+    ]
+    seen = Collect()
+    result = sweep(base(dataset), rows=rows, output=out, reporter=seen)
+    started = [Path(d["output_dir"]).name for e, d in seen.events if e == "config"]
+    assert started == ["a", "b"]
+    a, b, c = result.rows
+    assert c.status == "done" and c.metrics == a.metrics and c.metrics != b.metrics
+    assert c.note == "same settings as row a: its run, not run twice"
+    assert c.run_dir == a.run_dir and not (out / "c").exists()
+    with open(out / "results.csv", newline="") as f:
+        table = {r["row"]: r for r in csv.DictReader(f)}
+    assert table["c"]["test_accuracy"] == table["a"]["test_accuracy"] != ""
+
+    # a later sweep of other rows (--rows) still shows c with a's figures
+    again = sweep(base(dataset), rows=rows, output=out, only="a", reporter=Collect())
+    assert [r.status for r in again.rows] == ["done", "done", "done"]  # b: its finished run
+    assert again.rows[2].metrics == a.metrics

@@ -5,7 +5,8 @@ table files (`llmclf.sweeps.results`) and ``sweep.json``, the times and peak mem
 measured. Running the same sweep again continues it: a row whose run directory holds a
 finished run (a complete manifest) is read, not run again; a row stopped after an epoch
 resumes from it (``llmclf fit --resume``); a row stopped before its first epoch ended starts
-again in place.
+again in place. A row whose settings equal an earlier finished row's (the book's row 10 is row
+5 once every row runs with ``--weights random``) is not run twice: it shows that row's run.
 """
 
 from __future__ import annotations
@@ -69,16 +70,24 @@ def run_sweep(
     files: dict[str, str | None] = {}
     to_run = [r for r in plan.rows if r.runs and r.name not in plan.skipped]
     done = 0
-    for row, cfg, result in zip(plan.rows, plan.configs, results, strict=True):
+    for i, (row, cfg, result) in enumerate(zip(plan.rows, plan.configs, results, strict=True)):
         if result.status != "pending":
             continue
         done += 1
-        reporter.event("message", text=f"sweep row {done}/{len(to_run)}: {row.name}")
+        counted = f"sweep row {done}/{len(to_run)}: {row.name}"
+        if twin := _twin(i, results, plan.configs):
+            state[row.name] = {"same_as": twin.name}
+            _copy_twin(twin, result)
+            _write_state(output, state)
+            reporter.event("message", text=f"{counted}: {result.note}")
+            continue
+        reporter.event("message", text=counted)
         try:
             _run_row(row, cfg, result, state, store, reporter)
         finally:
             _write_state(output, state)
             files = write_results(output, results, layout=plan.layout, title=plan.title)
+    _read_twins(results, plan.configs, state)
     files = write_results(output, results, layout=plan.layout, title=plan.title)
     reused = dict(store.hits) if store else {}
     return SweepResult(output, results, files, reused)
@@ -100,6 +109,47 @@ def _pending(
     elif skipped:
         result.status, result.note, result.run_dir = "skipped", skipped, ""
     return result
+
+
+def _twin(i: int, results: list[RowResult], configs: list[TrainConfig]) -> RowResult | None:
+    """The first finished row before row ``i`` whose settings equal row ``i``'s."""
+    want = _settings(configs[i])
+    for result, cfg in zip(results[:i], configs[:i], strict=True):
+        if result.status == "done" and _settings(cfg) == want:
+            return result
+    return None
+
+
+def _settings(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items() if k != "output"}
+
+
+def _read_twins(
+    results: list[RowResult], configs: list[TrainConfig], state: dict[str, Any]
+) -> None:
+    """Show again the rows an earlier sweep found equal to another row, when they are left
+    out this time (``--rows``)."""
+    by_name = {r.name: (r, c) for r, c in zip(results, configs, strict=True)}
+    for result, cfg in zip(results, configs, strict=True):
+        twin, twin_cfg = by_name.get(state.get(result.name, {}).get("same_as"), (None, None))
+        same = twin is not None and _settings(twin_cfg) == _settings(cfg)
+        if same and result.status == "skipped" and twin.status == "done":
+            _copy_twin(twin, result)
+
+
+def _copy_twin(twin: RowResult, result: RowResult) -> None:
+    """Fill ``result`` with the figures of ``twin``, a finished row with the same settings."""
+    result.status = "done"
+    result.note = f"same settings as row {twin.label or twin.name}: its run, not run twice"
+    result.run_dir = twin.run_dir
+    result.metrics = dict(twin.metrics)
+    result.trainable_parameters = twin.trainable_parameters
+    result.padding_length = twin.padding_length
+    result.wall_time_s = twin.wall_time_s
+    result.peak_memory_mib = twin.peak_memory_mib
+    result.memory_kind = twin.memory_kind
+    if "device" in twin.config:
+        result.config["device"] = twin.config["device"]
 
 
 def _saved_config(path: Path) -> dict[str, Any]:
