@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ import llmclf
 from llmclf.data.balance import Balanced
 from llmclf.data.clean import clean
 from llmclf.data.labels import LabelMap
+from llmclf.data.long_texts import get_long_text_policy
 from llmclf.data.pipeline import DataSpec, load_all, load_split, prepare_data
 from llmclf.data.split import split_sizes, stratified_split
 from llmclf.data.tokenizer import get_tokenizer
@@ -441,3 +443,20 @@ def test_data_spec_round_trips_through_json() -> None:
     from dataclasses import asdict
 
     assert DataSpec(**json.loads(json.dumps(asdict(spec)))) == spec
+
+
+def test_prepared_token_ids_take_four_bytes_a_token(tmp_path: Path, tokenizer) -> None:
+    """50,000 reviews of 300 tokens as Python lists of ints would take half a gigabyte; the
+    splits keep them as 4-byte integers, windows included, and read like lists."""
+    words = " ".join(f"w{i}" for i in range(200))
+    frame = pd.DataFrame({"text": [f"{words} {i}" for i in range(40)], "label": ["a", "b"] * 20})
+    path = write_csv(tmp_path / "long.csv", frame)
+    for long_texts in ("head", "windows:64"):
+        spec = DataSpec(dataset=path, balance="none", long_texts=long_texts)
+        data = prepare_data(spec, tokenizer, 128)
+        for split in (data.train, data.train.examples(get_long_text_policy(long_texts), 128)):
+            tokens = sum(len(ids) for ids in split.token_ids)
+            size = sum(sys.getsizeof(ids) for ids in split.token_ids)
+            assert tokens > 100 * len(split.token_ids)
+            assert size < 5 * tokens
+            assert list(split.token_ids[0][:3]) == tokenizer.encode(split.texts[0])[:3]

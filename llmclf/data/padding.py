@@ -104,7 +104,7 @@ class PaddingPolicy:
         import torch
 
         keep = self.keep()
-        rows = [self.long_text.select(ids, keep) or [self.pad_id] for ids in token_ids]
+        rows = [list(self.long_text.select(ids, keep)) or [self.pad_id] for ids in token_ids]
         if not rows:
             raise UsageError("collate needs at least one text")
         t = self.width([len(r) for r in rows])
