@@ -159,7 +159,7 @@ def fit_command(
     reporters += trackers
     reporter = MultiReporter(*reporters)
     trainer: Trainer | None = None
-    restore_sigterm = _sigterm_interrupts()
+    restore_sigterm = sigterm_interrupts()
     try:
         if resume:
             _refuse_options_with_resume(config_file, options)
@@ -221,7 +221,7 @@ class Terminated(KeyboardInterrupt):
     so the run is left resumable and the hint is printed."""
 
 
-def _sigterm_interrupts() -> Callable[[], None]:
+def sigterm_interrupts() -> Callable[[], None]:
     """Make SIGTERM raise `Terminated` in the main thread; returns the function that restores
     the previous handler (a no-op where no handler can be installed)."""
     if threading.current_thread() is not threading.main_thread():

@@ -7,13 +7,14 @@ The base options are ``llmclf fit``'s, generated from the same `TrainConfig` fie
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import click
 
 from ..sweeps.presets import PRESETS
 from ..training.config import config_fields
-from .fit import config_options
+from .fit import Terminated, config_options, sigterm_interrupts
 
 _BASE_FIELDS = [f for f in config_fields() if f.name != "output"]
 
@@ -94,6 +95,7 @@ def sweep_command(
     base.update({k: v for k, v in options.items() if v is not None})
     out = Path(output or f"sweeps/{preset or 'sweep'}")
     reporter = Reporter() if quiet else RichReporter()
+    restore_sigterm = sigterm_interrupts()
     try:
         result = sweep(
             base,
@@ -106,10 +108,13 @@ def sweep_command(
             reporter=reporter,
             reuse=not no_reuse,
         )
-    except KeyboardInterrupt:
-        click.echo(f"Error: interrupted; run the same command again to continue {out}", err=True)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        click.echo(f"Error: {what}; run the same command again to continue {out}", err=True)
+        raise SystemExit(128 + signal.SIGTERM if terminated else 130) from None
     finally:
+        restore_sigterm()
         reporter.close()
     click.echo(Path(result.files["markdown"]).read_text(encoding="utf-8").rstrip())
     saved = f"saved {result.files['csv']}, {result.files['markdown']}"
