@@ -61,10 +61,16 @@ def dataset(n: int, work: Path) -> str:
 
 
 def modes(
-    scale: float, threads: int, work: Path, only: set[str], max_length: int | None = None
+    scale: float,
+    threads: int,
+    work: Path,
+    only: set[str],
+    max_length: int | None = None,
+    pack: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """The parameters of every IMDb measurement (compare.py's keys: ``worker label``);
-    ``max_length`` caps the texts of the recipe and rss measurements (None: the context)."""
+    ``max_length`` caps the texts of the recipe and rss measurements (None: the context);
+    ``pack``: llmclf's tiny fit packs its batches (``--pack``: exact, the same batches)."""
 
     def size(n: int) -> int:
         return max(40, round(n * scale))
@@ -76,7 +82,7 @@ def modes(
         tiny = {**common, "dataset": data, "backbone": "gpt2-tiny", "epochs": 1}
         tiny |= {"lr": TINY_LR, "batch_size": TINY_BATCH, "trainable": "all"}
         run_dir = str(work / "imdb-tiny")
-        plan["imdb-fit tiny-llmclf"] = {**tiny, "output": run_dir}
+        plan["imdb-fit tiny-llmclf"] = {**tiny, "output": run_dir, "pack": pack}
         plan["imdb-fit-hf tiny-transformers"] = tiny
         predict = {**common, "dataset": data, "backbone": "gpt2-tiny", "run_dir": run_dir}
         predict |= {"test_texts": None, "all_texts": False, "batch_size": 32}
@@ -141,6 +147,7 @@ def fit(params: dict[str, Any]) -> dict[str, Any]:
         "trainable",
         "precision",
         "bucket",
+        "pack",
         "max_length",
         "cache_dir",
     )
@@ -153,7 +160,7 @@ def fit(params: dict[str, Any]) -> dict[str, Any]:
     )
     start = time.perf_counter()
     run = Trainer(config, reporter=clock.reporter).fit(overwrite=True)
-    out: dict[str, Any] = {"fit_s": time.perf_counter() - start}
+    out: dict[str, Any] = {"fit_s": time.perf_counter() - start, "pack": config.pack}
     for phase in ("read imdb", "data", "trunk cache", "final evaluation"):
         out[f"{phase}_s"] = clock.phase_seconds(phase)
     out["epoch_s"] = [d["seconds"] for d in clock.data("epoch_end")]
@@ -244,7 +251,8 @@ def render(results: dict[str, Any]) -> str:
         rss_theirs = results["predict-hf imdb-tiny"]["rss_mib"]
         tf = results.get("imdb-tfidf tiny-tfidf", {})
         lines += [
-            f"  tiny, all trainable, 1 epoch, split {mine['sizes']}:",
+            f"  tiny, all trainable, 1 epoch, split {mine['sizes']}"
+            + (", llmclf --pack:" if mine.get("pack") else ":"),
             f"    fit      llmclf {mine['fit_s']:8.1f} s   transformers {theirs['fit_s']:8.1f} s"
             f"   x{theirs['fit_s'] / mine['fit_s']:.2f}",
             f"    predict  llmclf {p_mine['texts_per_s']:8.1f}/s  transformers "
@@ -283,13 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="tiny,recipe,rss,bucket", help="comma-separated")
     parser.add_argument("--max-length", type=int, help="cap the texts of recipe and rss")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--pack", action="store_true", help="llmclf's tiny fit packs texts")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--work", type=Path, help="keep the data samples and runs here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="llmclf-imdb-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        plan = modes(args.scale, args.threads, work, set(args.only.split(",")), args.max_length)
+        only = set(args.only.split(","))
+        plan = modes(args.scale, args.threads, work, only, args.max_length, args.pack)
         results: dict[str, Any] = {"scale": args.scale, "load_before": os.getloadavg()}
         for key, params in plan.items():
             t0 = time.perf_counter()
