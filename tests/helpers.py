@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -143,3 +148,22 @@ def serve_directory(directory: Path) -> Iterator[tuple[str, list[str]]]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sigterm_once(args: list[str], marker: Path, timeout: float = 120) -> tuple[int, str]:
+    """Run ``llmclf ARGS`` in a child process, send it SIGTERM as soon as ``marker`` exists,
+    and return its exit status and standard error."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmclf", *args],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not marker.is_file():
+        time.sleep(0.02)
+    assert proc.poll() is None, f"llmclf ended before SIGTERM: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=timeout)
+    return proc.returncode, stderr

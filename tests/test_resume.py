@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import tiny_config, tiny_fit_args, write_topic_csv
+from helpers import sigterm_once, tiny_config, tiny_fit_args, write_topic_csv
 from safetensors.torch import load_file
 
 from llmclf import Trainer
@@ -153,23 +153,8 @@ def test_sigterm_during_fit_says_how_to_resume(tmp_path: Path) -> None:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=120)
     run = tmp_path / "termed"
     args = tiny_fit_args(data, run, "--epochs", "20", "--batch-size", "8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmclf", *args],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    state = run / "resume" / "state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.is_file():
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the run ended before SIGTERM: {proc.stderr.read()}"
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
+    returncode, stderr = sigterm_once(args, run / "resume" / "state.json")
+    assert returncode == 143, stderr
     assert stderr.endswith(
         f"Error: terminated (SIGTERM); continue with llmclf fit --resume {run}\n"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import Collect, write_topic_csv
+from helpers import Collect, sigterm_once, write_topic_csv
 
 from llmclf.cli import main
 from llmclf.data.padding import check_combination
@@ -442,31 +442,12 @@ def test_a_row_with_the_settings_of_an_earlier_row_shows_its_run_and_is_not_run_
 def test_sigterm_during_a_sweep_says_how_to_continue(tmp_path: Path, dataset: Path) -> None:
     """A scheduler's SIGTERM stops a sweep as Ctrl-C does: exit 143, the line that says how to
     continue, and the row it stopped in resumes from its saved epoch."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     out = tmp_path / "sweep"
     args = ["sweep", "--grid", "lr=1e-3,5e-4", "--output", str(out), "--dataset", str(dataset)]
     for name, value in {**TINY, "epochs": 30, "batch_size": 4}.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmclf", *args, "-q"],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    state = out / "lr=0.001" / "resume" / "state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not state.is_file():
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the sweep ended before SIGTERM: {proc.stderr.read()}"
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
+    returncode, stderr = sigterm_once([*args, "-q"], out / "lr=0.001" / "resume" / "state.json")
+    assert returncode == 143, stderr
     assert stderr.endswith(
         f"Error: terminated (SIGTERM); run the same command again to continue {out}\n"
     )
