@@ -438,6 +438,15 @@ def test_a_row_with_the_settings_of_an_earlier_row_shows_its_run_and_is_not_run_
     assert [r.status for r in again.rows] == ["done", "done", "done"]  # b: its finished run
     assert again.rows[2].metrics == a.metrics
 
+    # the other way round: a row whose twin finished later in the list is not run either
+    other = tmp_path / "other"
+    sweep(base(dataset), rows=rows, output=other, only="c", reporter=Collect())
+    seen = Collect()
+    first = sweep(base(dataset), rows=rows, output=other, only="a", reporter=seen)
+    assert not [e for e, _ in seen.events if e == "config"]
+    assert first.rows[0].note == "same settings as row c: its run, not run twice"
+    assert first.rows[0].metrics == a.metrics
+
 
 def test_sigterm_during_a_sweep_says_how_to_continue(tmp_path: Path, dataset: Path) -> None:
     """A scheduler's SIGTERM stops a sweep as Ctrl-C does: exit 143, the line that says how to

@@ -75,7 +75,7 @@ def write_results(
 ) -> dict[str, str | None]:
     """Write the table files into ``directory``; return their paths, and ``plot_note`` when the
     plot was skipped."""
-    keys = sorted({k for r in results for k in r.overrides})
+    keys = list(dict.fromkeys(k for r in results for k in r.overrides))  # as given
     with atomic_path(directory / CSV_FILE) as tmp:
         tmp.write_text(_csv(results, keys), encoding="utf-8")
     table = _book_table(results) if layout == "book" else _overrides_table(results, keys)
@@ -83,7 +83,8 @@ def write_results(
     lines = [f"# {title or 'Sweep results'}", "", table, ""]
     if memory:
         kinds = ", ".join(sorted(memory))
-        lines.append(f"Peak memory: {kinds} of the sweep process while the row ran.")
+        where = f"in {CSV_FILE}" if layout == "book" else "peak MiB"
+        lines.append(f"Peak memory ({where}): {kinds} of the sweep process while the row ran.")
     with atomic_path(directory / MARKDOWN_FILE) as tmp:
         tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     note = _plot(directory / PLOT_FILE, results)
@@ -136,7 +137,7 @@ def _overrides_table(results: list[RowResult], keys: list[str]) -> str:
         "val acc",
         "test acc",
         "test loss",
-        "trainable",
+        "trainable params",
         "time",
         "peak MiB",
         "status",

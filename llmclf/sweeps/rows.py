@@ -175,7 +175,10 @@ def resolve_rows(base: dict[str, Any], rows: list[SweepRow], root: Path) -> list
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
-        raise UsageError(f"row names must be unique; {', '.join(twice)} appear twice")
+        raise UsageError(
+            f"row names must be unique; {', '.join(repr(n) for n in twice)} "
+            f"{'is' if len(twice) == 1 else 'are'} given twice"
+        )
     configs = []
     for row in rows:
         if set(row.overrides) & set(NOT_PER_ROW):

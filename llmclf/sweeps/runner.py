@@ -30,6 +30,7 @@ from .reuse import PreparedStore
 from .rows import SweepRow
 
 STATE_FILE = "sweep.json"
+SAME_AS = "same settings as row"  # the note of a row shown with another row's run
 
 
 @dataclass
@@ -75,7 +76,9 @@ def run_sweep(
             continue
         done += 1
         counted = f"sweep row {done}/{len(to_run)}: {row.name}"
-        if twin := _twin(i, results, plan.configs):
+        if _finished(Path(cfg.output)):  # type: ignore[arg-type]
+            counted += " (finished earlier: read from its run directory)"
+        elif twin := _twin(i, results, plan.configs):
             state[row.name] = {"same_as": twin.name}
             _copy_twin(twin, result)
             _write_state(output, state)
@@ -112,10 +115,12 @@ def _pending(
 
 
 def _twin(i: int, results: list[RowResult], configs: list[TrainConfig]) -> RowResult | None:
-    """The first finished row before row ``i`` whose settings equal row ``i``'s."""
+    """The first finished row other than row ``i`` whose settings equal row ``i``'s (a run of
+    its own, not itself a copy of another row's)."""
     want = _settings(configs[i])
-    for result, cfg in zip(results[:i], configs[:i], strict=True):
-        if result.status == "done" and _settings(cfg) == want:
+    for j, (result, cfg) in enumerate(zip(results, configs, strict=True)):
+        own_run = result.status == "done" and not result.note.startswith(SAME_AS)
+        if j != i and own_run and _settings(cfg) == want:
             return result
     return None
 
@@ -140,7 +145,7 @@ def _read_twins(
 def _copy_twin(twin: RowResult, result: RowResult) -> None:
     """Fill ``result`` with the figures of ``twin``, a finished row with the same settings."""
     result.status = "done"
-    result.note = f"same settings as row {twin.label or twin.name}: its run, not run twice"
+    result.note = f"{SAME_AS} {twin.label or twin.name}: its run, not run twice"
     result.run_dir = twin.run_dir
     result.metrics = dict(twin.metrics)
     result.trainable_parameters = twin.trainable_parameters
