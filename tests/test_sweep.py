@@ -186,6 +186,7 @@ def test_an_interrupted_sweep_continues_without_running_finished_rows(
     with open(out / "results.csv", newline="") as f:
         partial = list(csv.DictReader(f))
     assert [r["status"] for r in partial] == ["done", "pending", "pending"]
+    assert partial[1]["note"] == "stopped after epoch 1; the same command continues it"
 
     again = Collect()
     result = sweep(base(dataset), grid=grid, output=out, reporter=again)

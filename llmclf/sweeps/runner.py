@@ -88,6 +88,7 @@ def run_sweep(
         try:
             _run_row(row, cfg, result, state, store, reporter)
         finally:
+            _note_stopped(result, Path(cfg.output))  # type: ignore[arg-type]
             _write_state(output, state)
             files = write_results(output, results, layout=plan.layout, title=plan.title)
     _read_twins(results, plan.configs, state)
@@ -111,7 +112,18 @@ def _pending(
         _read_finished(row, cfg, path, result, mine)
     elif skipped:
         result.status, result.note, result.run_dir = "skipped", skipped, ""
+    else:
+        _note_stopped(result, path)
     return result
+
+
+def _note_stopped(result: RowResult, path: Path) -> None:
+    """Say in a pending row's note how far an interrupted run of it got."""
+    if result.status != "pending" or not RunDirectory(path).has_resume_state():
+        return
+    epochs = RunDirectory(path).read_manifest().get("epochs_completed")
+    if isinstance(epochs, int) and epochs > 0:
+        result.note = f"stopped after epoch {epochs}; the same command continues it"
 
 
 def _twin(i: int, results: list[RowResult], configs: list[TrainConfig]) -> RowResult | None:
