@@ -51,7 +51,7 @@ def _field(name: str) -> Any:
     fields = {f.name: f for f in config_fields()}
     key = name.strip().replace("-", "_")
     if key not in fields:
-        known = ", ".join(sorted(fields))
+        known = ", ".join(sorted(set(fields) - set(NOT_PER_ROW)))
         raise UsageError(f"--grid {name}: not a config field; known: {known}")
     if key in NOT_PER_ROW:
         raise UsageError(f"--grid {name}: the sweep sets each row's {key} itself; use --output")
