@@ -111,7 +111,8 @@ def _read_members(
 ) -> None:
     done = 0
     with tarfile.open(path, mode="r|gz") as archive:  # streamed: no seeking, no extraction
-        for member in archive:
+        while (member := archive.next()) is not None:
+            archive.members = []  # forget the headers passed (100,000 of them, ~60 MB)
             match = _MEMBER.fullmatch(member.name)
             if match is None or not member.isfile():
                 continue
