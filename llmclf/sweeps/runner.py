@@ -5,7 +5,7 @@ table files (`llmclf.sweeps.results`) and ``sweep.json``, the times and peak mem
 measured. Running the same sweep again continues it: a row whose run directory holds a
 finished run (a complete manifest) is read, not run again; a row stopped after an epoch
 resumes from it (``llmclf fit --resume``); a row stopped before its first epoch ended starts
-again in place. A row whose settings equal an earlier finished row's (the book's row 10 is row
+again in place. A row whose settings equal another finished row's (the book's row 10 is row
 5 once every row runs with ``--weights random``) is not run twice: it shows that row's run.
 """
 
