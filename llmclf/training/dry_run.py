@@ -182,15 +182,7 @@ def _stats(counts: list[int]) -> dict[str, float]:
 def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
     """The share of padded positions in epoch 1's training batches, as training makes them."""
     real = total = 0
-    for _, batch in batches(
-        data.train.token_ids,
-        data.train.example_labels,
-        policy,
-        cfg.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-        bucket=cfg.bucket,
-    ):
+    for _, batch in _epoch_one(cfg, data, policy):
         real += int(batch.lengths.sum())
         total += batch.input_ids.numel()
     return {"policy": cfg.padding, "tokens_kept": policy.keep(), "waste": 1 - real / total}
@@ -299,7 +291,13 @@ def _calibrate(
 
 def _first_batches(cfg: TrainConfig, data: Any, policy: Any) -> list[list[int]]:
     """The positions of epoch 1's first batches, drawn exactly as training draws them."""
-    drawn = batches(
+    drawn = _epoch_one(cfg, data, policy)
+    return [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
+
+
+def _epoch_one(cfg: TrainConfig, data: Any, policy: Any) -> Any:
+    """Epoch 1's training batches, ``(positions, batch)``, drawn exactly as training draws them."""
+    return batches(
         data.train.token_ids,
         data.train.example_labels,
         policy,
@@ -308,7 +306,6 @@ def _first_batches(cfg: TrainConfig, data: Any, policy: Any) -> list[list[int]]:
         seed=cfg.seed,
         bucket=cfg.bucket,
     )
-    return [list(positions) for positions, _ in islice(drawn, CALIBRATION_BATCHES + 1)]
 
 
 def _calibration_cache(
