@@ -26,6 +26,7 @@ from ..data.padding import Batch
 from ..data.pipeline import PreparedData, Split
 from ..device import autocast
 from ..errors import CheckpointError
+from ..memory import RELEASE_EVERY, release_freed_memory
 from ..models.classifier import SequenceClassifier
 from ..models.packing import Packed, pack
 from ..reporting import Reporter
@@ -152,6 +153,7 @@ class TrainingLoop:
         self.epochs_completed = 0
         self.step = 0
         self.examples_seen = 0
+        self.batches_run = 0  # training and evaluation batches, for `release_freed_memory`
         self.best_loss = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
@@ -174,6 +176,9 @@ class TrainingLoop:
             yield (*shard(list(positions), batch, self.ctx), batch.labels)
 
     def _logits(self, name: str, positions: list[int], batch: Batch) -> torch.Tensor:
+        self.batches_run += 1
+        if self.batches_run % RELEASE_EVERY == 0:  # the last batches' buffers, freed by now
+            release_freed_memory()
         lengths = batch.lengths.to(self.device)
         cache = self.caches[name]
         with self.amp():
