@@ -41,8 +41,10 @@ def _torchrun(args: list[str], env: dict[str, str] | None = None, timeout: float
         ("lora:r=4,alpha=8", []),
         # windows: each rank scores its rows of every batch of windows; gathered per text
         ("last-block", ["--max-length", "4", "--long-texts", "windows:2"]),
+        # packed: each rank packs its own rows of every batch
+        ("lora:r=4,alpha=8", ["--pack"]),
     ],
-    ids=["last-block", "lora", "windows"],
+    ids=["last-block", "lora", "windows", "lora-packed"],
 )
 def test_two_ranks_match_one_process(tmp_path: Path, trainable: str, extra: list[str]) -> None:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=30)
@@ -68,7 +70,7 @@ def test_two_ranks_match_one_process(tmp_path: Path, trainable: str, extra: list
     for split in ("train", "validation", "test"):
         assert got[split]["accuracy"] == want[split]["accuracy"]
         assert got[split]["loss"] == pytest.approx(want[split]["loss"], abs=1e-4)
-    if extra:  # the windows run: more windows than texts, metrics per text
+    if "--long-texts" in extra:  # the windows run: more windows than texts, metrics per text
         report = json.loads((tmp_path / "ddp" / "llmclf.json").read_text())["data"]["report"]
         assert report["examples"]["test"] > report["split_sizes"]["test"] == got["test"]["n"]
 

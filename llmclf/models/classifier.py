@@ -105,12 +105,12 @@ class SequenceClassifier(nn.Module):
         x = backbone.embed(packed.input_ids, packed.positions)  # (R, W, C)
         mask = packed.attention_mask()  # (R, 1, W, W)
         if self.pooling == "mean":
-            x = backbone.ln_f(backbone.run_blocks(x, 0, None, mask))  # (R, W, C)
-            return self.head(packed.mean(x))  # (N, num_classes)
-        x = backbone.run_blocks(x, 0, n_layer - 1, mask)  # (R, W, C)
+            x = backbone.ln_f(backbone.run_blocks(x, 0, None, mask, packed.positions))
+            return self.head(packed.mean(x))  # (R, W, C) -> (N, num_classes)
+        x = backbone.run_blocks(x, 0, n_layer - 1, mask, packed.positions)  # (R, W, C)
         pos = packed.pooled_columns(self.pooling)  # (N,)
         seen = mask[packed.rows, 0, pos]  # (N, W): what each text's pooled query sees
-        x = backbone.h[n_layer - 1].forward_at(x, pos, packed.rows, seen)  # (N, C)
+        x = backbone.h[n_layer - 1].forward_at(x, pos, packed.rows, seen, packed.positions)
         return self.head(backbone.ln_f(x))  # (N, num_classes)
 
     def trunk(self, input_ids: torch.Tensor, end_layer: int) -> torch.Tensor:

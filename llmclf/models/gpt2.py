@@ -142,12 +142,14 @@ class Block(nn.Module):
         pos: torch.Tensor,
         rows: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``forward(x)[rows, pos]`` without computing the other positions: -> (N, C).
 
         A classifier reads one position of the last block, so its MLP and output projection
         need to run on that position only. ``rows`` and ``seen`` as in
-        `CausalSelfAttention.forward_at` (a packed batch's).
+        `CausalSelfAttention.forward_at` (a packed batch's); ``positions`` is unused, as in
+        `GPT2.run_blocks`.
         """
         at = torch.arange(x.shape[0], device=x.device) if rows is None else rows
         y = x[at, pos] + self.attn.forward_at(self.ln_1(x), pos, rows, seen)  # (N, C)
@@ -262,10 +264,13 @@ class GPT2(nn.Module):
         start: int = 0,
         end: int | None = None,
         mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the blocks ``h[start:end]`` on hidden states x: (B, T, C) -> (B, T, C).
 
         ``mask`` (B, 1, T, T) replaces the causal mask (see `CausalSelfAttention.forward`).
+        ``positions`` is unused: GPT-2's enter at `embed` (a rotary backbone's enter in its
+        blocks, so the packed forward passes them to every backbone).
         """
         for block in self.h[start:end]:
             x = block(x) if mask is None else block(x, mask)

@@ -121,7 +121,9 @@ class Attention(nn.Module):
     ``num_attention_heads`` query heads share ``num_key_value_heads`` key/value heads (each
     key/value head serves ``n_rep`` query heads). With ``qk_norm`` (Qwen3) every query and key
     head is RMS-normalised before the rotation. Positions are 0..T-1 whatever follows a text,
-    and attention is causal, so right padding never changes the states of real tokens.
+    and attention is causal, so right padding never changes the states of real tokens. A packed
+    batch (`llmclf.models.packing`) passes each token's own angles, (B, 1, T, hd), and its
+    block-diagonal ``mask``.
     """
 
     def __init__(self, config: LlamaConfig) -> None:
@@ -158,39 +160,67 @@ class Attention(nn.Module):
         q = q.view(*q.shape[:-1], self.n_head, self.head_dim)
         return self.q_norm(q) if self.qk_norm else q
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) hidden states, (T, hd) rotary cos/sin -> (B, T, C)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T, C) hidden states, (T, hd) or (B, 1, T, hd) rotary cos/sin -> (B, T, C).
+        ``mask`` (B, 1, T, T) bool, True where a query may attend to a key, replaces the
+        causal mask (a packed batch's)."""
         B, T, _ = x.shape
         q = apply_rope(self._queries(self.q_proj(x)).transpose(1, 2), cos, sin)  # (B, nh, T, hd)
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None,
         )  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hd)
         return self.resid_dropout(self.o_proj(y))
 
     def forward_at(
-        self, x: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The output at one position per row, ``pos`` (B,): (B, T, C) -> (B, C).
+        """The output at one position per query, ``pos`` (N,): (B, T, C) -> (N, C).
 
-        Equals ``forward(x, cos, sin)[arange(B), pos]``: keys and values come from every
-        position up to ``pos``, but only one query is formed, rotated and projected.
+        Query ``i`` is row ``rows[i]`` (default: row ``i``) at ``pos[i]``; it sees the keys
+        ``seen[i]`` (N, T) (default: causal, every position up to ``pos[i]``). Equals
+        ``forward(x, cos, sin)[rows, pos]``: keys and values come from every position, but only
+        one query per text is formed, rotated and projected.
         """
         B, T, _ = x.shape
-        rows = torch.arange(B, device=x.device)
-        q = self._queries(self.q_proj(x[rows, pos]))  # (B, nh, hd)
-        q = apply_rope(q, cos[pos][:, None], sin[pos][:, None])[:, :, None]  # (B, nh, 1, hd)
+        at = torch.arange(B, device=x.device) if rows is None else rows  # (N,)
+        N = at.shape[0]
+        q = self._queries(self.q_proj(x[at, pos]))  # (N, nh, hd)
+        # the query's angles: (T, hd) are every row's, (B, 1, T, hd) each row's own
+        shared = cos.dim() == 2
+        q_cos, q_sin = (cos[pos], sin[pos]) if shared else (cos[at, 0, pos], sin[at, 0, pos])
+        q = apply_rope(q, q_cos[:, None], q_sin[:, None])[:, :, None]  # (N, nh, 1, hd)
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
-        seen = torch.arange(T, device=x.device) <= pos[:, None]  # (B, T): causal for that query
+        if rows is not None:  # several queries may read one row: each gets its row's keys
+            k, v = k[rows], v[rows]  # 2 x (N, nh, T, hd)
+        if seen is None:
+            seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=seen[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, 1, hd)
-        return self.resid_dropout(self.o_proj(y.reshape(B, self.n_head * self.head_dim)))
+        )  # (N, nh, 1, hd)
+        return self.resid_dropout(self.o_proj(y.reshape(N, self.n_head * self.head_dim)))
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -228,22 +258,46 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C); ``rope`` is `rope_cos_sin` of positions 0..T-1 if given."""
-        cos, sin = rope if rope is not None else self._rope(x)
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)  # (B, T, C)
+        """(B, T, C) -> (B, T, C). ``rope`` is `block_rope`'s angles if given (default:
+        positions 0..T-1); ``mask`` as in `Attention.forward`."""
+        cos, sin = rope if rope is not None else block_rope(self.config, x)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)  # (B, T, C)
         return x + self.mlp(self.post_attention_layernorm(x))  # (B, T, C)
 
-    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``forward(x)[arange(B), pos]`` without computing the other positions: -> (B, C)."""
-        cos, sin = self._rope(x)
-        rows = torch.arange(x.shape[0], device=x.device)
-        y = x[rows, pos] + self.self_attn.forward_at(self.input_layernorm(x), pos, cos, sin)
-        return y + self.mlp(self.post_attention_layernorm(y))  # (B, C)
+    def forward_at(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``forward(x)[rows, pos]`` without computing the other positions: -> (N, C).
 
-    def _rope(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_cos_sin(self.config, torch.arange(x.shape[1], device=x.device))
+        ``rows`` and ``seen`` as in `Attention.forward_at`; ``positions`` (B, T), each token's
+        own position (a packed batch's), as in `Llama.run_blocks`.
+        """
+        cos, sin = block_rope(self.config, x, positions)
+        at = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        attn = self.self_attn.forward_at(self.input_layernorm(x), pos, cos, sin, rows, seen)
+        y = x[at, pos] + attn  # (N, C)
+        return y + self.mlp(self.post_attention_layernorm(y))  # (N, C)
+
+
+def block_rope(
+    config: LlamaConfig, x: torch.Tensor, positions: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotary angles of hidden states x (B, T, C): of positions 0..T-1, (T, hd), or of
+    each token's own ``positions`` (B, T), shaped (B, 1, T, hd) to broadcast over heads."""
+    if positions is None:
+        return rope_cos_sin(config, torch.arange(x.shape[1], device=x.device))
+    cos, sin = rope_cos_sin(config, positions)  # 2 x (B, T, hd)
+    return cos[:, None], sin[:, None]
 
 
 # ----- config -----------------------------------------------------------------------------------
@@ -444,6 +498,7 @@ class Llama(nn.Module):
     block_prefix: ClassVar[str] = "layers."  # block i's parameters start with "layers.{i}."
     final_norm: ClassVar[str] = "norm."  # the RMSNorm after the last block
     embeddings: ClassVar[tuple[str, ...]] = ("embed_tokens.",)
+    packs: ClassVar[bool] = True  # takes packed batches (`llmclf.models.packing`)
     # The attention and MLP projections of every block: LoRA's targets for this family.
     lora_targets: ClassVar[tuple[str, ...]] = (
         "self_attn.q_proj",
@@ -492,29 +547,42 @@ class Llama(nn.Module):
             if isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings: (B, T) token ids -> (B, T, C). Positions enter in attention."""
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings: (B, T) token ids -> (B, T, C). Positions enter in attention
+        (`run_blocks`); ``positions`` (a packed batch's) only lift the context check, since a
+        packed row may be wider than the context while each of its texts is not."""
         if input_ids.dim() != 2:
             raise UsageError(
                 f"{type(self).__name__} takes token ids shaped (batch, tokens), got shape "
                 f"{tuple(input_ids.shape)}"
             )
         tokens, context = input_ids.shape[1], self.config.context_length
-        if tokens > context:
+        if positions is None and tokens > context:
             raise UsageError(
                 f"input has {tokens} tokens but the model's context holds {context}; "
                 f"truncate the texts to at most {context} tokens"
             )
         return self.drop(self.embed_tokens(input_ids))  # (B, T, C)
 
-    def run_blocks(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Run the blocks ``layers[start:end]`` on hidden states x: (B, T, C) -> (B, T, C)."""
+    def run_blocks(
+        self,
+        x: torch.Tensor,
+        start: int = 0,
+        end: int | None = None,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the blocks ``layers[start:end]`` on hidden states x: (B, T, C) -> (B, T, C).
+
+        A packed batch passes its block-diagonal ``mask`` (B, 1, T, T), which replaces the
+        causal one, and each token's ``positions`` (B, T), which restart with each text.
+        """
         blocks = self.layers[start:end]
         if len(blocks) == 0:
             return x
-        rope = rope_cos_sin(self.config, torch.arange(x.shape[1], device=x.device))  # (T, hd)
+        rope = block_rope(self.config, x, positions)  # (T, hd) or (B, 1, T, hd)
         for block in blocks:
-            x = block(x, rope)
+            x = block(x, rope, mask)
         return x
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

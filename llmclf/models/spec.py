@@ -23,7 +23,10 @@ An architecture is a module class and its config dataclass, registered by name i
    declares its parameter names (`llmclf.models.trainable.BackboneNames`): ``block_prefix``
    (``"layers."``), ``final_norm`` (``"norm."``), ``embeddings`` (``("embed_tokens.",)``) and
    ``lora_targets`` (the projections LoRA wraps); the trainable policies and LoRA ask the
-   class, so nothing else changes.
+   class, so nothing else changes. To take ``--pack`` it also sets ``packs = True`` and
+   accepts a packed batch's per-token ``positions`` (B, T) and block-diagonal ``mask``
+   (B, 1, T, T): ``embed(ids, positions)``, ``run_blocks(x, start, end, mask, positions)`` and
+   ``forward_at(x, pos, rows, seen, positions)`` (see `llmclf.models.packing`).
 2. Add one line to `ARCHITECTURES`: ``"mamba": (Mamba, MambaConfig)`` (Llama and Qwen3 are
    there, from `llmclf.models.hf_checkpoint.FAMILIES`).
 3. Register its sizes in the backbone registry with an entry whose ``architecture`` attribute
