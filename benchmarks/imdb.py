@@ -102,6 +102,16 @@ def modes(
                     "max_length": max_length,
                     "output": str(work / f"recipe-{precision}-{n}"),
                 }
+        # transformers, the same recipe (the book's loop: every text padded to the longest
+        # training text, last block + final norm + head trained), at the smallest size
+        plan[f"fit-hf recipe-transformers-{size(RECIPE_SIZES[0])}"] = {
+            **common,
+            "dataset": dataset(size(RECIPE_SIZES[0]), work),
+            "backbone": "gpt2-small",
+            "padding": "book",
+            "target_epochs": 1,
+            "max_length": max_length,
+        }
     if "rss" in only:
         for n in RSS_SIZES:
             rss = {**common, "dataset": dataset(size(n), work), "backbone": "gpt2-tiny"}
@@ -266,6 +276,12 @@ def render(results: dict[str, Any]) -> str:
             f"{tf.get('test_accuracy', float('nan')):.4f}",
         ]
     for key, r in results.items():
+        if key.startswith("fit-hf recipe-"):  # transformers: one epoch and its evaluations
+            lines.append(
+                f"  {key[7:]:<20} epoch {r['first_epoch_s']:.1f} s ({r['step_s'] * 1e3:.0f} ms a "
+                f"step, texts padded to {r['pad_length']}), 1-epoch recipe with its "
+                f"evaluations {r['fit5_s']:.1f} s, peak RSS {r['rss_mib']:.0f} MiB"
+            )
         if not key.startswith("imdb-fit ") or "tiny-" in key:
             continue
         epochs = "+".join(f"{s:.1f}" for s in r["epoch_s"])

@@ -31,14 +31,16 @@ def _threads(params: dict[str, Any]) -> None:
 
 def _data(params: dict[str, Any]):
     """The prepared splits exactly as the Trainer makes them (same spec, same seed), for the
-    backbone named ``params["backbone"]`` (a registry name or a Hugging Face directory)."""
+    backbone named ``params["backbone"]`` (a registry name or a Hugging Face directory), texts
+    cut to ``params["max_length"]`` tokens if given (as ``--max-length``)."""
     from llmclf.data.pipeline import DataSpec, prepare_data
     from llmclf.data.tokenizer import get_tokenizer
     from llmclf.models.spec import backbone_entry
 
     entry = backbone_entry(params["backbone"])
     tokenizer = get_tokenizer(entry.tokenizer, entry.tokenizer_dir())
-    return prepare_data(DataSpec(dataset=params["dataset"]), tokenizer, entry.context_length)
+    cap = min(entry.context_length, params.get("max_length") or entry.context_length)
+    return prepare_data(DataSpec(dataset=params["dataset"]), tokenizer, cap)
 
 
 def _pooled_top() -> bool:

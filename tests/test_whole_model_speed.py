@@ -22,6 +22,7 @@ from llmclf.models.lora import add_lora
 from llmclf.models.packing import layout, pack
 from llmclf.models.qwen3 import Qwen3, Qwen3Config
 from llmclf.models.trainable import apply_trainable
+from llmclf.training.trunk_cache import TrunkCache
 
 LENGTHS = [5, 12, 3, 7, 12, 1, 9, 2]
 
@@ -180,6 +181,32 @@ def test_lora_on_the_top_blocks_trains_only_them_and_caches_the_rest_exactly(
     model = next(d for e, d in cached[2].events if e == "model")
     assert model["cache"].startswith("frozen-trunk cache on: blocks 0-0")  # gpt2-tiny: 2 blocks
     _same_run(cached, plain, tolerance=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "trainable", "pooling"),
+    [
+        ("gpt2-tiny", "lora:blocks=1,r=4,alpha=8", "last-token"),
+        ("gpt2-tiny", "last-block", "mean"),
+        ("gpt2-tiny", "last-block", "first"),
+        ("llama-tiny", "lora:blocks=1,r=4,alpha=8", "last-token"),
+    ],
+)
+def test_pack_reads_the_frozen_trunk_cache_into_packed_rows_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backbone: str, trainable: str, pooling: str
+) -> None:
+    changes = {"backbone": backbone, "trainable": trainable, "pooling": pooling}
+    plain = _fit(tmp_path, "plain", **changes)
+    reads = []
+    assemble_packed = TrunkCache.assemble_packed
+    monkeypatch.setattr(
+        TrunkCache, "assemble_packed", lambda *a: reads.append(1) or assemble_packed(*a)
+    )
+    packed = _fit(tmp_path, "packed", pack=True, **changes)
+    assert reads  # the packed run read its batches from the cache, packed
+    model = next(d for e, d in packed[2].events if e == "model")
+    assert model["cache"].startswith("frozen-trunk cache on: blocks 0-0")
+    _same_run(packed, plain, tolerance=1e-5)
 
 
 def test_a_lora_blocks_run_reloads_and_scores_as_trained(tmp_path: Path) -> None:

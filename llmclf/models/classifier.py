@@ -94,21 +94,27 @@ class SequenceClassifier(nn.Module):
         """Logits (B, num_classes) for right-padded token ids (B, T) with real ``lengths`` (B,)."""
         return self.forward_from(self.backbone.embed(input_ids), lengths, start_layer=0)
 
-    def forward_packed(self, packed: Packed) -> torch.Tensor:
+    def forward_packed(
+        self, packed: Packed, hidden: torch.Tensor | None = None, start_layer: int = 0
+    ) -> torch.Tensor:
         """Logits (N, num_classes) for the N texts of a packed batch (`llmclf.models.packing`):
-        the same as `forward` on the texts unpacked, in their order."""
+        the same as `forward` on the texts unpacked, in their order. ``hidden`` (R, W, C), the
+        packed texts' states already through blocks ``[0, start_layer)`` (a frozen-trunk
+        cache's), starts there instead of at the embeddings, as `forward_from` does."""
         backbone, n_layer = self.backbone, len(self.backbone.h)
         if not getattr(backbone, "packs", False):
             raise UsageError(f"{type(backbone).__name__} does not take packed batches; drop --pack")
         if self.pooling == "last":
             raise UsageError("'last' pooling reads the padded batch's last position; drop --pack")
-        x = backbone.embed(packed.input_ids, packed.positions)  # (R, W, C)
+        x = backbone.embed(packed.input_ids, packed.positions) if hidden is None else hidden
         mask = packed.attention_mask()  # (R, 1, W, W)
         if self.pooling == "mean":
-            x = backbone.ln_f(backbone.run_blocks(x, 0, None, mask, packed.positions))
+            x = backbone.ln_f(backbone.run_blocks(x, start_layer, None, mask, packed.positions))
             return self.head(packed.mean(x))  # (R, W, C) -> (N, num_classes)
-        x = backbone.run_blocks(x, 0, n_layer - 1, mask, packed.positions)  # (R, W, C)
         pos = packed.pooled_columns(self.pooling)  # (N,)
+        if start_layer >= n_layer:  # every block cached: the final norm and head train
+            return self.head(backbone.ln_f(x[packed.rows, pos]))  # (N, num_classes)
+        x = backbone.run_blocks(x, start_layer, n_layer - 1, mask, packed.positions)
         seen = mask[packed.rows, 0, pos]  # (N, W): what each text's pooled query sees
         x = backbone.h[n_layer - 1].forward_at(x, pos, packed.rows, seen, packed.positions)
         return self.head(backbone.ln_f(x))  # (N, num_classes)

@@ -50,10 +50,16 @@ class BatchForward(nn.Module):
         self.model = model
 
     def forward(
-        self, x: torch.Tensor | Packed, lengths: torch.Tensor | None, start_layer: int = 0
+        self,
+        x: torch.Tensor | Packed,
+        lengths: torch.Tensor | None,
+        start_layer: int = 0,
+        packed: Packed | None = None,
     ) -> torch.Tensor:
         if isinstance(x, Packed):
             return self.model.forward_packed(x)
+        if packed is not None:  # cached states (R, W, C) laid out as ``packed``
+            return self.model.forward_packed(packed, x, start_layer)
         if x.dim() == 2 and x.is_floating_point():  # (B, C) pooled, from a head-only cache
             return self.model.head(x)
         if start_layer == 0:
@@ -182,8 +188,12 @@ class TrainingLoop:
         lengths = batch.lengths.to(self.device)
         cache = self.caches[name]
         with self.amp():
-            if cache is None and self.cfg.pack:  # the texts side by side, no padding
-                return self.forward(pack(batch.input_ids, batch.lengths).to(self.device), None)
+            if self.cfg.pack and (cache is None or not cache.pooled):  # side by side, no padding
+                packed = pack(batch.input_ids, batch.lengths)
+                if cache is None:
+                    return self.forward(packed.to(self.device), None)
+                hidden = cache.assemble_packed(positions, packed, self.device)
+                return self.forward(hidden, None, cache.end_layer, packed.to(self.device))
             if cache is None:
                 return self.forward(batch.input_ids.to(self.device), lengths)
             hidden = cache.assemble(positions, batch, self.device)

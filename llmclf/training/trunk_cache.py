@@ -30,6 +30,7 @@ import torch
 
 from ..data.padding import Batch, PaddingPolicy
 from ..models.classifier import SequenceClassifier, pool
+from ..models.packing import Packed
 from .distributed import DistContext
 
 CACHE_BATCH_SIZE = 32  # texts a batch when the cache is built
@@ -90,6 +91,19 @@ class TrunkCache:
         # padding reads the buffer's last row, which is all zeros: one pass, no mask
         index = torch.where(real, self.offsets[rows][:, None] + steps, self.data.shape[0] - 1)
         out = self.data.index_select(0, index.flatten()).view(len(rows), t, -1)
+        return out.to(device, non_blocking=True).float()
+
+    def assemble_packed(
+        self, positions: Sequence[int], packed: Packed, device: torch.device
+    ) -> torch.Tensor:
+        """The fp32 cached states of a packed batch (`llmclf.models.packing`), in its rows:
+        (R, W, C). Text ``i`` of the pack is the split's text ``positions[i]``; fill cells
+        read the zero row. One indexed read, as `assemble`. Token-state caches only."""
+        texts = torch.as_tensor(positions, dtype=torch.long)
+        segments = packed.segments.cpu()  # (R, W): the text of each cell, -1 for fill
+        first = self.offsets[texts][segments.clamp(min=0)]  # (R, W): that text's first row
+        filled = torch.where(segments >= 0, first + packed.positions.cpu(), self.data.shape[0] - 1)
+        out = self.data.index_select(0, filled.flatten()).view(*segments.shape, -1)
         return out.to(device, non_blocking=True).float()
 
     def release(self) -> None:
