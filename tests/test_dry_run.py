@@ -51,6 +51,26 @@ def test_fixed_width_padding_wastes_more_than_per_batch_padding(data: Path) -> N
     assert fixed["policy"] == "pad-dataset"
 
 
+def test_a_packed_run_is_priced_on_packed_batches(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmclf.models.classifier import SequenceClassifier
+
+    packed_forwards = []
+    forward_packed = SequenceClassifier.forward_packed
+    monkeypatch.setattr(
+        SequenceClassifier,
+        "forward_packed",
+        lambda *a: packed_forwards.append(1) or forward_packed(*a),
+    )
+    padded = dry_run(tiny_config(data)).padding
+    assert not packed_forwards
+    packed = dry_run(tiny_config(data, pack=True))
+    assert packed_forwards  # its batches were timed as training runs them: packed
+    assert 0 <= packed.padding["waste"] < padded["waste"]
+    assert "packed rows are fill (--pack)" in packed.render()
+
+
 def test_json_needs_dry_run(data: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*tiny_fit_args(data, tmp_path / "run"), "--json"])
     assert result.exit_code == 2

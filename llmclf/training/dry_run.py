@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..device import autocast, resolve_device, resolve_precision
+from ..models.packing import layout
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
 from ..reporting import Reporter
 from ..runs.rundir import RunDirectory
 from .config import TrainConfig
-from .loop import BatchForward
+from .loop import BatchForward, batch_logits
 from .trainer import Trainer, check_names, make_optimizer
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
@@ -90,7 +91,12 @@ class DryRunReport:
             )
         lines.append(
             f"padding {self.padding['policy']}: keeps {self.padding['tokens_kept']} tokens a "
-            f"text; {self.padding['waste']:.1%} of the positions of epoch 1's batches are padding"
+            f"text; {self.padding['waste']:.1%} of the positions of epoch 1's "
+            + (
+                "packed rows are fill (--pack)"
+                if self.padding.get("packed")
+                else "batches are padding"
+            )
         )
         if self.data.get("examples"):  # a windowed long-text policy
             sizes, over = self.data["split_sizes"], self.data.get("windowed") or {}
@@ -180,12 +186,19 @@ def _stats(counts: list[int]) -> dict[str, float]:
 
 
 def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
-    """The share of padded positions in epoch 1's training batches, as training makes them."""
+    """The share of padded positions in epoch 1's training batches, as training makes them
+    (with ``--pack``: of the packed rows' positions, the fill at the ends of rows)."""
     real = total = 0
     for _, batch in _epoch_one(cfg, data, policy):
-        real += int(batch.lengths.sum())
-        total += batch.input_ids.numel()
-    return {"policy": cfg.padding, "tokens_kept": policy.keep(), "waste": 1 - real / total}
+        lengths = [int(n) for n in batch.lengths.tolist()]
+        real += sum(lengths)
+        if cfg.pack:
+            width, placed = layout(lengths)
+            total += width * (1 + max(row for row, _ in placed))
+        else:
+            total += batch.input_ids.numel()
+    waste = 1 - real / total
+    return {"policy": cfg.padding, "packed": cfg.pack, "tokens_kept": policy.keep(), "waste": waste}
 
 
 def _cache(
@@ -259,13 +272,8 @@ def _calibrate(
 
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
-        lengths = batch.lengths.to(device)
-        with amp():
-            if trunk["cache"] is None:
-                logits = forward(batch.input_ids.to(device), lengths)
-            else:
-                hidden = trunk["cache"].assemble(positions, batch, device)
-                logits = forward(hidden, lengths, trunk["cache"].end_layer)
+        with amp():  # as training runs it: cached, packed (``--pack``) or padded
+            logits = batch_logits(forward, positions, batch, trunk["cache"], device, cfg.pack)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:

@@ -67,6 +67,29 @@ class BatchForward(nn.Module):
         return self.model.forward_from(x, lengths, start_layer)
 
 
+def batch_logits(
+    forward: nn.Module,
+    positions: list[int],
+    batch: Batch,
+    cache: TrunkCache | None,
+    device: torch.device,
+    pack_texts: bool,
+) -> torch.Tensor:
+    """The logits of one collated batch through ``forward`` (a `BatchForward`): from the
+    frozen-trunk ``cache`` when there is one (``positions`` are the batch's texts in its
+    split), and with ``pack_texts`` side by side in packed rows rather than padded."""
+    if pack_texts and (cache is None or not cache.pooled):
+        packed = pack(batch.input_ids, batch.lengths)
+        if cache is None:
+            return forward(packed.to(device), None)
+        hidden = cache.assemble_packed(positions, packed, device)
+        return forward(hidden, None, cache.end_layer, packed.to(device))
+    lengths = batch.lengths.to(device)
+    if cache is None:
+        return forward(batch.input_ids.to(device), lengths)
+    return forward(cache.assemble(positions, batch, device), lengths, cache.end_layer)
+
+
 def shard(positions: list[int], batch: Batch, ctx: DistContext) -> tuple[list[int], Batch]:
     """This rank's rows of a global batch."""
     return local_rows(positions, batch, ctx.rank, ctx.world_size)
@@ -185,19 +208,10 @@ class TrainingLoop:
         self.batches_run += 1
         if self.batches_run % RELEASE_EVERY == 0:  # the last batches' buffers, freed by now
             release_freed_memory()
-        lengths = batch.lengths.to(self.device)
-        cache = self.caches[name]
         with self.amp():
-            if self.cfg.pack and (cache is None or not cache.pooled):  # side by side, no padding
-                packed = pack(batch.input_ids, batch.lengths)
-                if cache is None:
-                    return self.forward(packed.to(self.device), None)
-                hidden = cache.assemble_packed(positions, packed, self.device)
-                return self.forward(hidden, None, cache.end_layer, packed.to(self.device))
-            if cache is None:
-                return self.forward(batch.input_ids.to(self.device), lengths)
-            hidden = cache.assemble(positions, batch, self.device)
-            return self.forward(hidden, lengths, cache.end_layer)
+            return batch_logits(
+                self.forward, positions, batch, self.caches[name], self.device, self.cfg.pack
+            )
 
     def evaluate(
         self,
