@@ -19,7 +19,7 @@ from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.llama import Llama, LlamaConfig
 from llmclf.models.lora import add_lora
-from llmclf.models.packing import layout, pack
+from llmclf.models.packing import layout, pack, pack_if_cheaper
 from llmclf.models.qwen3 import Qwen3, Qwen3Config
 from llmclf.models.trainable import apply_trainable
 from llmclf.training.trunk_cache import TrunkCache
@@ -118,6 +118,17 @@ def test_texts_share_rows_without_overlap_and_little_is_left_over() -> None:
     assert width == 32 and {row for row, _ in placed} == {0}
 
 
+def test_a_batch_packs_only_when_that_is_less_work() -> None:
+    ids = torch.zeros(8, 128, dtype=torch.long)
+    # nearly one length (IMDb cut to 128 tokens): nothing to remove, wider rows cost attention
+    assert pack_if_cheaper(ids, torch.tensor([128] * 7 + [100]), n_embd=768) is None
+    # one long text and short ones (SMS): packed, in fewer positions than the padded batch
+    lengths = torch.tensor([128, 9, 20, 14, 31, 7, 12, 25])
+    packed = pack_if_cheaper(ids, lengths, n_embd=768)
+    assert packed is not None and packed.input_ids.numel() < ids.numel()
+    assert torch.equal(packed.lengths, lengths)
+
+
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:
     data = write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
     config = tiny_config(data, tmp_path / name, batch_size=8, eval_every=2, epochs=1, **changes)
@@ -151,15 +162,14 @@ def test_training_with_pack_gives_the_losses_of_training_without(
 
 @pytest.mark.parametrize("pooling", ["last", "mean-all"])
 def test_pack_refuses_a_pooling_that_reads_padding_in_one_line(tmp_path: Path, pooling) -> None:
-    config = tiny_config(tmp_path / "d.csv", pack=True, pooling=pooling, padding="pad-dataset")
+    # the default per-batch padding: the refusal names --pack before the padding's own rule
+    config = tiny_config(tmp_path / "d.csv", pack=True, pooling=pooling)
     with pytest.raises(ConfigError, match=rf"^pack: '{pooling}' pooling .* drop --pack$"):
         Trainer(config).fit()
 
 
 def test_pack_refuses_bidirectional_attention(tmp_path: Path) -> None:
-    config = tiny_config(
-        tmp_path / "d.csv", pack=True, attention="bidirectional", padding="pad-dataset"
-    )
+    config = tiny_config(tmp_path / "d.csv", pack=True, attention="bidirectional")
     with pytest.raises(ConfigError, match=r"^pack: .*--attention bidirectional cannot be packed"):
         Trainer(config).fit()
 

@@ -11,8 +11,9 @@ a text's prediction never depends on its neighbours, as `llmclf.data.padding` re
 
 The projections and MLPs, most of the work, then run on the real tokens plus what is left at
 the end of each row. The attention is computed over whole rows (a dense mask), which costs more
-than the padded batch's when short texts share a long row; with rows of a few hundred tokens
-that stays a few percent of a step.
+than the padded batch's when short texts share a long row. `pack_if_cheaper` weighs both
+(`layout_cost`) and keeps the padded batch when packing would not save work: texts of nearly
+one length (IMDb cut to 128 tokens) leave no padding to remove.
 """
 
 from __future__ import annotations
@@ -99,12 +100,42 @@ def layout(lengths: list[int], min_width: int = PACK_WIDTH) -> tuple[int, list[t
         width += WIDTH_STEP
 
 
+def layout_cost(rows: int, width: int, n_embd: int) -> float:
+    """The work of a forward over ``rows`` x ``width`` positions, relative: per position the
+    projections and MLP (~24 C^2 multiply-adds) plus attention over the row (~4 W C)."""
+    return rows * width * (1 + width / (6 * n_embd))
+
+
+def pack_if_cheaper(
+    input_ids: torch.Tensor, lengths: torch.Tensor, n_embd: int, fill_id: int = 0
+) -> Packed | None:
+    """`pack` the batch if that costs less work than running it padded (B, T), else None."""
+    counts = [int(n) for n in lengths.tolist()]
+    width, placed = layout(counts)
+    rows = 1 + max(row for row, _ in placed)
+    B, T = input_ids.shape
+    if layout_cost(rows, width, n_embd) >= layout_cost(B, T, n_embd):
+        return None
+    return _fill(input_ids, counts, width, placed, fill_id)
+
+
 def pack(
     input_ids: torch.Tensor, lengths: torch.Tensor, fill_id: int = 0, min_width: int = PACK_WIDTH
 ) -> Packed:
     """Pack a right-padded batch (B, T) with real ``lengths`` (B,); see the module docstring."""
     counts = [int(n) for n in lengths.tolist()]
     width, placed = layout(counts, min_width)
+    return _fill(input_ids, counts, width, placed, fill_id)
+
+
+def _fill(
+    input_ids: torch.Tensor,
+    counts: list[int],
+    width: int,
+    placed: list[tuple[int, int]],
+    fill_id: int,
+) -> Packed:
+    """The packed tensors of texts placed at ``(row, start)`` in rows of ``width`` tokens."""
     R = 1 + max(row for row, _ in placed)
     ids = torch.full((R, width), fill_id, dtype=input_ids.dtype)
     positions = torch.zeros((R, width), dtype=torch.long)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..device import autocast, resolve_device, resolve_precision
-from ..models.packing import layout
+from ..models.packing import layout, layout_cost
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
@@ -160,7 +160,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
         token_lengths={
             n: _stats(getattr(data, n).token_counts) for n in SPLITS if len(getattr(data, n))
         },
-        padding=_padding(cfg, data, policy),
+        padding=_padding(cfg, data, policy, backbone.config.n_embd),
         parameters={
             "trainable": trainable.trainable,
             "total": trainable.total,
@@ -185,18 +185,20 @@ def _stats(counts: list[int]) -> dict[str, float]:
     }
 
 
-def _padding(cfg: TrainConfig, data: Any, policy: Any) -> dict[str, Any]:
+def _padding(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> dict[str, Any]:
     """The share of padded positions in epoch 1's training batches, as training makes them
-    (with ``--pack``: of the packed rows' positions, the fill at the ends of rows)."""
+    (with ``--pack``, a batch that packs counts its packed rows: the fill at their ends)."""
     real = total = 0
     for _, batch in _epoch_one(cfg, data, policy):
         lengths = [int(n) for n in batch.lengths.tolist()]
         real += sum(lengths)
-        if cfg.pack:
+        B, T = batch.input_ids.shape
+        if cfg.pack:  # as `pack_if_cheaper` decides
             width, placed = layout(lengths)
-            total += width * (1 + max(row for row, _ in placed))
-        else:
-            total += batch.input_ids.numel()
+            rows = 1 + max(row for row, _ in placed)
+            if layout_cost(rows, width, n_embd) < layout_cost(B, T, n_embd):
+                B, T = rows, width
+        total += B * T
     waste = 1 - real / total
     return {"policy": cfg.padding, "packed": cfg.pack, "tokens_kept": policy.keep(), "waste": waste}
 
@@ -273,7 +275,8 @@ def _calibrate(
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         with amp():  # as training runs it: cached, packed (``--pack``) or padded
-            logits = batch_logits(forward, positions, batch, trunk["cache"], device, cfg.pack)
+            width = model.backbone.config.n_embd if cfg.pack else None
+            logits = batch_logits(forward, positions, batch, trunk["cache"], device, width)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:

@@ -28,7 +28,7 @@ from ..device import autocast
 from ..errors import CheckpointError
 from ..memory import RELEASE_EVERY, release_freed_memory
 from ..models.classifier import SequenceClassifier
-from ..models.packing import Packed, pack
+from ..models.packing import Packed, pack_if_cheaper
 from ..reporting import Reporter
 from ..runs import checkpoint as ckpt
 from ..runs.rundir import RunDirectory
@@ -73,13 +73,17 @@ def batch_logits(
     batch: Batch,
     cache: TrunkCache | None,
     device: torch.device,
-    pack_texts: bool,
+    pack_n_embd: int | None,
 ) -> torch.Tensor:
     """The logits of one collated batch through ``forward`` (a `BatchForward`): from the
     frozen-trunk ``cache`` when there is one (``positions`` are the batch's texts in its
-    split), and with ``pack_texts`` side by side in packed rows rather than padded."""
-    if pack_texts and (cache is None or not cache.pooled):
-        packed = pack(batch.input_ids, batch.lengths)
+    split); with ``pack_n_embd`` (``--pack``: the model's width, which weighs the cost), side
+    by side in packed rows whenever that is less work than the padded batch
+    (`pack_if_cheaper`)."""
+    packed = None
+    if pack_n_embd and (cache is None or not cache.pooled):
+        packed = pack_if_cheaper(batch.input_ids, batch.lengths, pack_n_embd)
+    if packed is not None:
         if cache is None:
             return forward(packed.to(device), None)
         hidden = cache.assemble_packed(positions, packed, device)
@@ -209,9 +213,9 @@ class TrainingLoop:
         if self.batches_run % RELEASE_EVERY == 0:  # the last batches' buffers, freed by now
             release_freed_memory()
         with self.amp():
-            return batch_logits(
-                self.forward, positions, batch, self.caches[name], self.device, self.cfg.pack
-            )
+            cache, width = self.caches[name], self.model.backbone.config.n_embd
+            pack_n_embd = width if self.cfg.pack else None
+            return batch_logits(self.forward, positions, batch, cache, self.device, pack_n_embd)
 
     def evaluate(
         self,

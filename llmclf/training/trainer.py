@@ -60,15 +60,15 @@ def check_names(config: TrainConfig) -> None:
     """Look up every registry name in ``config`` (padding, balancer, backbone, dataset), so a
     mistyped one fails at once, before any data is read or any model built; and refuse a
     padding and pooling that would make predictions depend on their batch."""
+    entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
+    check_packing(config, entry)  # first: its refusals name --pack, which the others do not
     check_combination(config.padding, config.pooling, config.max_length, config.attention)
     balancers.get(config.balance)
-    entry = backbone_entry(config.backbone)  # a registered name or a local Hugging Face directory
     if config.attention != "causal" and entry.architecture.name != "gpt2":
         raise ConfigError(
             f"attention: {config.attention} needs a GPT-2 backbone; {config.backbone} is "
             f"{entry.architecture.name}, whose attention is causal only; use --attention causal"
         )
-    check_packing(config, entry)
     long_text = get_long_text_policy(config.long_texts)
     if entry.context_length or config.max_length:  # a plugin's builder may say it only once built
         check_cap = getattr(long_text, "check_cap", None)
@@ -85,7 +85,7 @@ def check_packing(config: TrainConfig, entry: BackboneEntry) -> None:
     if config.pooling in POOLINGS_READING_PADDING:
         raise ConfigError(
             f"pack: '{config.pooling}' pooling reads each padded batch's padding, which a "
-            "packed row does not have; use --pooling last-token or mean, or drop --pack"
+            "packed row does not have; use --pooling last-token, first or mean, or drop --pack"
         )
     if config.attention != "causal":
         raise ConfigError(
