@@ -90,3 +90,11 @@ def test_flops_follow_the_work_each_phase_does(data: Path) -> None:
     assert "trunk cache" not in whole.flops
     assert whole.flops["training"] == pytest.approx(2 * frozen.flops["training"])
     assert "TFLOP" in frozen.render()
+
+
+def test_a_packed_run_is_estimated_on_fewer_positions_and_flops(data: Path) -> None:
+    padded = dry_run(tiny_config(data))
+    packed = dry_run(tiny_config(data, pack=True))
+    # short texts of varied lengths: packing runs fewer positions, so fewer FLOPs
+    assert packed.flops["training"] < padded.flops["training"]
+    assert packed.flops["evaluation"] < padded.flops["evaluation"]

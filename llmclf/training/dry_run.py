@@ -110,9 +110,10 @@ class DryRunReport:
         size = f", {c['bytes'] / 2**20:.1f} MiB in {c['where']}" if c["applies"] else ""
         lines.append(f"frozen-trunk cache: {'yes' if c['applies'] else 'no'}{size} ({c['note']})")
         cal = self.calibration
+        kind = "packed or padded" if self.padding.get("packed") else "padded"
         lines.append(
             f"calibration on {cal['device']}: {cal['train_seconds_per_position'] * 1e6:.1f} µs "
-            f"a padded position in training, {cal['eval_seconds_per_position'] * 1e6:.1f} µs in "
+            f"a {kind} position in training, {cal['eval_seconds_per_position'] * 1e6:.1f} µs in "
             f"evaluation ({cal['batches']} step(s) timed)"
         )
         lines.append("time estimate (an estimate, from the batches timed above):")
@@ -154,7 +155,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     cache = _cache(cfg, model, (data, policy), trainable, (amp_dtype, spill_dir))
     trainer._report_setup(data, trainable, cache["note"])  # the data report, as fit shows it
     calibration = _calibrate(cfg, model, trainable, data, policy, device, amp_dtype, cache)
-    work = _work(cfg, data, policy)
+    work = _work(cfg, data, policy, backbone.config.n_embd)
     return DryRunReport(
         data=data.report.to_dict(),
         token_lengths={
@@ -185,6 +186,19 @@ def _stats(counts: list[int]) -> dict[str, float]:
     }
 
 
+def run_positions(lengths: list[int], width: int, pack_n_embd: int | None) -> int:
+    """The positions a batch of texts of ``lengths``, padded to ``width``, runs: its padded
+    positions, or with ``--pack`` (``pack_n_embd``: the model's width) its packed rows' when
+    packing is less work, as `llmclf.models.packing.pack_if_cheaper` decides."""
+    B = len(lengths)
+    if pack_n_embd:
+        packed_width, placed = layout([max(min(n, width), 1) for n in lengths])  # as collated
+        rows = 1 + max(row for row, _ in placed)
+        if layout_cost(rows, packed_width, pack_n_embd) < layout_cost(B, width, pack_n_embd):
+            return rows * packed_width
+    return B * width
+
+
 def _padding(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> dict[str, Any]:
     """The share of padded positions in epoch 1's training batches, as training makes them
     (with ``--pack``, a batch that packs counts its packed rows: the fill at their ends)."""
@@ -192,13 +206,7 @@ def _padding(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> dict[str,
     for _, batch in _epoch_one(cfg, data, policy):
         lengths = [int(n) for n in batch.lengths.tolist()]
         real += sum(lengths)
-        B, T = batch.input_ids.shape
-        if cfg.pack:  # as `pack_if_cheaper` decides
-            width, placed = layout(lengths)
-            rows = 1 + max(row for row, _ in placed)
-            if layout_cost(rows, width, n_embd) < layout_cost(B, T, n_embd):
-                B, T = rows, width
-        total += B * T
+        total += run_positions(lengths, batch.input_ids.shape[1], n_embd if cfg.pack else None)
     waste = 1 - real / total
     return {"policy": cfg.padding, "packed": cfg.pack, "tokens_kept": policy.keep(), "waste": waste}
 
@@ -265,6 +273,7 @@ def _calibrate(
     amp = partial(autocast, device, amp_dtype)
     trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp, amp_dtype)
     forward = BatchForward(model)
+    width = model.backbone.config.n_embd
     params = list(trainable.parameters.values())
     optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     chunks, start = [], 0
@@ -275,8 +284,8 @@ def _calibrate(
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         with amp():  # as training runs it: cached, packed (``--pack``) or padded
-            width = model.backbone.config.n_embd if cfg.pack else None
-            logits = batch_logits(forward, positions, batch, trunk["cache"], device, width)
+            pack_n_embd = width if cfg.pack else None
+            logits = batch_logits(forward, positions, batch, trunk["cache"], device, pack_n_embd)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:
@@ -284,8 +293,9 @@ def _calibrate(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def size(positions: list[int]) -> int:  # padded positions of the batch
-        return len(positions) * policy.width([len(texts[i]) for i in positions])
+    def size(positions: list[int]) -> int:  # the positions the batch runs, packed or padded
+        lengths = [min(len(texts[i]), policy.keep()) for i in positions]
+        return run_positions(lengths, policy.width(lengths), width if cfg.pack else None)
 
     model.train()
     train, timed = _timed(train_step, chunks, size, device)
@@ -379,15 +389,21 @@ class _Work:
     mean_width: float  # of a training batch
 
 
-def _work(cfg: TrainConfig, data: Any, policy: Any) -> _Work:
-    """Count the positions of the batches the run makes, with the loader's own grouping."""
+def _work(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> _Work:
+    """Count the positions of the batches the run makes, with the loader's own grouping (and
+    with ``--pack``, packed where training packs)."""
+    keep, pack_n_embd = policy.keep(), (n_embd if cfg.pack else None)
 
     def positions(name: str, *, shuffle: bool, limit: int | None = None) -> tuple[int, int]:
         counts = [len(ids) for ids in getattr(data, name).token_ids]  # per example (window)
         groups = batch_positions(
             counts, cfg.batch_size, shuffle=shuffle, seed=cfg.seed, bucket=cfg.bucket and shuffle
         )[:limit]
-        return sum(len(g) * policy.width([counts[i] for i in g]) for g in groups), len(groups)
+        total = 0
+        for group in groups:
+            lengths = [min(counts[i], keep) for i in group]
+            total += run_positions(lengths, policy.width(lengths), pack_n_embd)
+        return total, len(groups)
 
     train, steps = positions("train", shuffle=True)
     evaluations = math.ceil(steps / cfg.grad_accum) // cfg.eval_every  # periodic, per epoch
@@ -400,7 +416,6 @@ def _work(cfg: TrainConfig, data: Any, policy: Any) -> _Work:
         + positions("validation", shuffle=False)[0]
     )
     final = sum(positions(name, shuffle=False)[0] for name in SPLITS)
-    keep = policy.keep()
     return _Work(
         epochs=cfg.epochs,
         train=train,
