@@ -268,3 +268,10 @@ def test_compiled_blocks_give_the_eager_logits_and_gradients() -> None:
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
     for a, b in zip(eager_grads, compiled_grads, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+
+
+def test_pack_says_a_head_only_run_has_nothing_to_pack(tmp_path: Path) -> None:
+    _, _, reporter = _fit(tmp_path, "head", trainable="head", pack=True)
+    assert "pack: only the head trains, from one cached vector per text: nothing to pack" in (
+        reporter.messages()
+    )

@@ -449,6 +449,11 @@ class Trainer:
             caches = self.reuse.caches(
                 cfg, data, policy, trainable.first_trainable_layer, amp_dtype, build, pooled=pooled
             )
+        if cfg.pack and pooled:
+            self.reporter.event(
+                "message",
+                text="pack: only the head trains, from one cached vector per text: nothing to pack",
+            )
         return caches, f"{note} ({describe_caches(caches)})"
 
     def _compute_caches(
