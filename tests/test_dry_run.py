@@ -69,6 +69,8 @@ def test_a_packed_run_is_priced_on_packed_batches(
     assert packed_forwards  # its batches were timed as training runs them: packed
     assert 0 <= packed.padding["waste"] < padded["waste"]
     assert "packed rows are fill (--pack)" in packed.render()
+    head_only = dry_run(tiny_config(data, pack=True, trainable="head"))  # pooled vectors
+    assert not head_only.padding["packed"] and "batches are padding" in head_only.render()
 
 
 def test_json_needs_dry_run(data: Path, tmp_path: Path) -> None:

@@ -91,6 +91,26 @@ def test_a_packed_batch_gives_the_unpacked_logits_and_gradients(
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("pooling", ["last-token", "first", "mean"])
+def test_packed_states_from_a_cached_layer_give_the_unpacked_logits(
+    family: str, pooling: str
+) -> None:
+    model = _model(pooling, torch.float64, family)
+    ids, lengths = _batch()
+    packed = pack(ids, lengths)
+    with torch.no_grad():
+        want = model(ids, lengths)
+        for start_layer in range(len(model.backbone.h) + 1):  # a cache after each block
+            hidden = model.trunk(ids, start_layer)  # (B, T, C), as the cache holds it
+            rows = torch.zeros(*packed.input_ids.shape, hidden.shape[-1], dtype=hidden.dtype)
+            for i, n in enumerate(lengths.tolist()):  # text i at its packed row and column
+                row, start = packed.rows[i], packed.starts[i]
+                rows[row, start : start + n] = hidden[i, :n]
+            got = model.forward_packed(packed, rows, start_layer)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_a_packed_text_does_not_depend_on_its_neighbours(family: str) -> None:
     model = _model("last-token", family=family)
     ids, lengths = _batch()

@@ -106,17 +106,25 @@ def layout_cost(rows: int, width: int, n_embd: int) -> float:
     return rows * width * (1 + width / (6 * n_embd))
 
 
+def cheaper_layout(
+    lengths: list[int], padded_width: int, n_embd: int
+) -> tuple[int, list[tuple[int, int]]] | None:
+    """`layout` of texts of ``lengths`` if it is less work than running them padded to
+    ``padded_width`` (`layout_cost`), else None."""
+    width, placed = layout(lengths)
+    rows = 1 + max(row for row, _ in placed)
+    if layout_cost(rows, width, n_embd) >= layout_cost(len(lengths), padded_width, n_embd):
+        return None
+    return width, placed
+
+
 def pack_if_cheaper(
     input_ids: torch.Tensor, lengths: torch.Tensor, n_embd: int, fill_id: int = 0
 ) -> Packed | None:
     """`pack` the batch if that costs less work than running it padded (B, T), else None."""
     counts = [int(n) for n in lengths.tolist()]
-    width, placed = layout(counts)
-    rows = 1 + max(row for row, _ in placed)
-    B, T = input_ids.shape
-    if layout_cost(rows, width, n_embd) >= layout_cost(B, T, n_embd):
-        return None
-    return _fill(input_ids, counts, width, placed, fill_id)
+    planned = cheaper_layout(counts, input_ids.shape[1], n_embd)
+    return None if planned is None else _fill(input_ids, counts, *planned, fill_id)
 
 
 def pack(

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..device import autocast, resolve_device, resolve_precision
-from ..models.packing import layout, layout_cost
+from ..models.packing import cheaper_layout
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
@@ -154,14 +154,19 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     spill_dir = Path(cfg.cache_dir) if cfg.cache_dir else trainer.output_dir
     cache = _cache(cfg, model, (data, policy), trainable, (amp_dtype, spill_dir))
     trainer._report_setup(data, trainable, cache["note"])  # the data report, as fit shows it
-    calibration = _calibrate(cfg, model, trainable, data, policy, device, amp_dtype, cache)
-    work = _work(cfg, data, policy, backbone.config.n_embd)
+    # --pack packs token ids or cached token states, not a head-only run's pooled vectors
+    packs = cfg.pack and not (cache["applies"] and cache["pooled"])
+    pack_n_embd = backbone.config.n_embd if packs else None
+    calibration = _calibrate(
+        cfg, model, trainable, (data, policy, pack_n_embd), device, amp_dtype, cache
+    )
+    work = _work(cfg, data, policy, pack_n_embd)
     return DryRunReport(
         data=data.report.to_dict(),
         token_lengths={
             n: _stats(getattr(data, n).token_counts) for n in SPLITS if len(getattr(data, n))
         },
-        padding=_padding(cfg, data, policy, backbone.config.n_embd),
+        padding=_padding(cfg, data, policy, pack_n_embd),
         parameters={
             "trainable": trainable.trainable,
             "total": trainable.total,
@@ -190,25 +195,26 @@ def run_positions(lengths: list[int], width: int, pack_n_embd: int | None) -> in
     """The positions a batch of texts of ``lengths``, padded to ``width``, runs: its padded
     positions, or with ``--pack`` (``pack_n_embd``: the model's width) its packed rows' when
     packing is less work, as `llmclf.models.packing.pack_if_cheaper` decides."""
-    B = len(lengths)
     if pack_n_embd:
-        packed_width, placed = layout([max(min(n, width), 1) for n in lengths])  # as collated
-        rows = 1 + max(row for row, _ in placed)
-        if layout_cost(rows, packed_width, pack_n_embd) < layout_cost(B, width, pack_n_embd):
-            return rows * packed_width
-    return B * width
+        collated = [max(min(n, width), 1) for n in lengths]
+        planned = cheaper_layout(collated, width, pack_n_embd)
+        if planned is not None:
+            packed_width, placed = planned
+            return (1 + max(row for row, _ in placed)) * packed_width
+    return len(lengths) * width
 
 
-def _padding(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> dict[str, Any]:
+def _padding(cfg: TrainConfig, data: Any, policy: Any, pack_n_embd: int | None) -> dict[str, Any]:
     """The share of padded positions in epoch 1's training batches, as training makes them
-    (with ``--pack``, a batch that packs counts its packed rows: the fill at their ends)."""
+    (packing, a batch that packs counts its packed rows: the fill at their ends)."""
     real = total = 0
     for _, batch in _epoch_one(cfg, data, policy):
         lengths = [int(n) for n in batch.lengths.tolist()]
         real += sum(lengths)
-        total += run_positions(lengths, batch.input_ids.shape[1], n_embd if cfg.pack else None)
+        total += run_positions(lengths, batch.input_ids.shape[1], pack_n_embd)
     waste = 1 - real / total
-    return {"policy": cfg.padding, "packed": cfg.pack, "tokens_kept": policy.keep(), "waste": waste}
+    packed = pack_n_embd is not None
+    return {"policy": cfg.padding, "packed": packed, "tokens_kept": policy.keep(), "waste": waste}
 
 
 def _cache(
@@ -258,14 +264,16 @@ def _calibrate(
     cfg: TrainConfig,
     model: Any,
     trainable: Any,
-    data: Any,
-    policy: Any,
+    prepared: tuple[Any, Any, int | None],
     device: torch.device,
     amp_dtype: torch.dtype | None,
     cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """Seconds per padded position of a training and of an evaluation batch, and per token
-    of the cache build, timed on epoch 1's first batches (see `_timed`)."""
+    """Seconds per position (padded, or packed where the run packs: ``prepared`` is the data,
+    the padding policy and ``pack_n_embd``, see `run_positions`) of a training and of an
+    evaluation batch, and per token of the cache build, timed on epoch 1's first batches (see
+    `_timed`)."""
+    data, policy, pack_n_embd = prepared
     picked = _first_batches(cfg, data, policy)
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
@@ -273,7 +281,6 @@ def _calibrate(
     amp = partial(autocast, device, amp_dtype)
     trunk = _calibration_cache(model, policy, cache, texts, picked, device, amp, amp_dtype)
     forward = BatchForward(model)
-    width = model.backbone.config.n_embd
     params = list(trainable.parameters.values())
     optimizer = make_optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     chunks, start = [], 0
@@ -284,7 +291,6 @@ def _calibrate(
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         with amp():  # as training runs it: cached, packed (``--pack``) or padded
-            pack_n_embd = width if cfg.pack else None
             logits = batch_logits(forward, positions, batch, trunk["cache"], device, pack_n_embd)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
@@ -295,7 +301,7 @@ def _calibrate(
 
     def size(positions: list[int]) -> int:  # the positions the batch runs, packed or padded
         lengths = [min(len(texts[i]), policy.keep()) for i in positions]
-        return run_positions(lengths, policy.width(lengths), width if cfg.pack else None)
+        return run_positions(lengths, policy.width(lengths), pack_n_embd)
 
     model.train()
     train, timed = _timed(train_step, chunks, size, device)
@@ -389,10 +395,10 @@ class _Work:
     mean_width: float  # of a training batch
 
 
-def _work(cfg: TrainConfig, data: Any, policy: Any, n_embd: int) -> _Work:
+def _work(cfg: TrainConfig, data: Any, policy: Any, pack_n_embd: int | None) -> _Work:
     """Count the positions of the batches the run makes, with the loader's own grouping (and
-    with ``--pack``, packed where training packs)."""
-    keep, pack_n_embd = policy.keep(), (n_embd if cfg.pack else None)
+    packed where training packs: see `run_positions`)."""
+    keep = policy.keep()
 
     def positions(name: str, *, shuffle: bool, limit: int | None = None) -> tuple[int, int]:
         counts = [len(ids) for ids in getattr(data, name).token_ids]  # per example (window)
