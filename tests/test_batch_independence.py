@@ -305,7 +305,7 @@ def test_predict_counts_cut_texts_on_the_closing_line_and_per_row(
     run = book_run[0]
     result = CliRunner().invoke(main, ["predict", str(run), LONG, "ok", LONG, "--format", "json"])
     assert result.exit_code == 0, result.output
-    closing = f"read 3 rows, wrote 3 predictions; 2 texts were cut to the first {CUT} tokens"
+    closing = f"read 3 texts, wrote 3 predictions; 2 texts were cut to the first {CUT} tokens"
     assert closing in result.stderr
     rows = json.loads(result.stdout)
     assert [r["tokens_dropped"] > 0 for r in rows] == [True, False, True]

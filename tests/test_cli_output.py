@@ -202,7 +202,7 @@ def test_predict_output_to_a_fifo_writes_into_it(
     assert result.exit_code == 0, result.output
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     assert [json.loads(line)["text"] for line in got[0].splitlines()] == ["fire", "smoke"]
-    assert "read 2 rows, wrote 2 predictions" in result.stderr
+    assert "read 2 texts, wrote 2 predictions" in result.stderr
 
 
 def full_device(tmp_path: Path) -> Path:
@@ -249,7 +249,7 @@ def test_predict_says_how_many_tokens_were_cut(
     run, _, _ = bracket_fit
     result = CliRunner().invoke(main, ["predict", str(run), "fire " * 2000])
     assert result.exit_code == 0, result.output
-    assert "read 1 row, wrote 1 prediction;" in result.stderr
+    assert "read 1 text, wrote 1 prediction;" in result.stderr
     assert re.search(
         r"1 text was cut to the first [\d,]+ tokens, leaving out [\d,]+ tokens", result.stderr
     )

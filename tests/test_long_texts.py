@@ -141,3 +141,31 @@ def test_the_cut_warning_names_fixes_that_change_something(padding: str, fixes: 
     warning = report.record_cuts(8, {"train": [20, 30, 5]}, padding)
     assert warning is not None and warning.endswith(fixes)
     assert warning.startswith(f"padding {padding} cuts 2 of 3 training texts")
+
+
+def test_the_cut_warning_prints_once_before_the_data_report() -> None:
+    """The fit printed it as a message and again as a row of the data table."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from llmclf.cli.render import RichReporter
+    from llmclf.data.report import DataReport
+
+    empty = dict.fromkeys(("dataset", "balance", "balance_scope"), "") | dict.fromkeys(
+        ("rows_read", "rows_kept", "max_tokens"), 0
+    )
+    fields = ("dropped", "class_counts", "balanced_counts", "split_sizes", "split_class_counts")
+    empty |= {name: {} for name in fields} | {"truncated": {}, "labels": []}
+    report = DataReport(**empty, predefined_splits=False)
+    warning = report.record_cuts(8, {"train": [20, 30, 5]}, "pad-batch")
+    console = Console(width=300, record=True, file=io.StringIO())
+    reporter = RichReporter(console)
+    reporter.event("message", text=f"warning: {warning}")
+    reporter.event("data", report=dataclasses.asdict(report))
+    assert console.export_text().count(warning) == 1
+
+    alone = Console(width=300, record=True, file=io.StringIO())  # not said before: in the table
+    RichReporter(alone).event("data", report=dataclasses.asdict(report))
+    assert alone.export_text().count(warning) == 1

@@ -100,7 +100,7 @@ def test_an_unknown_backbone_lists_the_known_ones() -> None:
 
 
 def test_tiny_has_no_pretrained_weights() -> None:
-    with pytest.raises(UsageError, match="'gpt2-tiny' has no pretrained weights; use weights="):
+    with pytest.raises(UsageError, match="'gpt2-tiny' has no pretrained weights; use --weights"):
         build_backbone("gpt2-tiny", "pretrained")
 
 

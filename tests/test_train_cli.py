@@ -76,7 +76,7 @@ def test_predict_texts_as_json(topic_run: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["text"] for r in rows] == ["login locked", "", "battery"]
-    assert "read 3 rows, wrote 3 predictions" in result.stderr
+    assert "read 3 texts, wrote 3 predictions" in result.stderr
 
 
 def test_predict_csv_file_accounts_for_every_row(topic_run: Path, tmp_path: Path) -> None:

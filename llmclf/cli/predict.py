@@ -142,17 +142,18 @@ def predict_command(
         read = predict_chunks(
             classifier, chunks, writer, batch_size, reporter=reporter, total=total
         )
-    click.echo(_closing_line(read, writer, classifier, output), err=True)
+    unit = "text" if texts else "row"  # texts given as arguments are not rows of a file
+    click.echo(_closing_line(read, unit, writer, classifier, output), err=True)
 
 
 def _closing_line(
-    read: int, writer: PredictionWriter, classifier: Classifier, output: str | None
+    read: int, unit: str, writer: PredictionWriter, classifier: Classifier, output: str | None
 ) -> str:
-    """``read N rows, wrote N predictions [to FILE]; <what was cut>`` (on stderr)."""
+    """``read N rows|texts, wrote N predictions [to FILE]; <what was cut>`` (on stderr)."""
     from ..prediction_io import cut_summary, plural
 
     return (
-        f"read {plural(read, 'row')}, wrote {plural(writer.rows, 'prediction')}"
+        f"read {plural(read, unit)}, wrote {plural(writer.rows, 'prediction')}"
         + (f" to {output}" if output else "")
         + "; "
         + cut_summary(

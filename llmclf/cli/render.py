@@ -40,6 +40,8 @@ class RichReporter(Reporter):
         except TypeError:  # not a whole report (a plugin's trainer): its set fields, flat
             data, known = None, set()
         if data is not None:
+            if f"warning: {data.cut_warning}" in self._said:  # already shown, before the table
+                data.cut_warning = None
             self.console.print(data.render())
         for key, value in report.items():  # e.g. the cache note, unless already a message
             if key not in known and value is not None and _flat(value) not in self._said:

@@ -153,8 +153,8 @@ def build_gpt2(
     if isinstance(weights, str) and weights == "pretrained":
         if url is None:
             raise UsageError(
-                f"backbone {name!r} has no pretrained weights; use weights='random' or a path to "
-                "a model.safetensors file"
+                f"backbone {name!r} has no pretrained weights; use --weights random "
+                "(weights='random' in Python) or a path to a model.safetensors file"
             )
         path = resolve_pretrained(name, url, sha256=sha256)
     else:
