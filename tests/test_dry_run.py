@@ -67,10 +67,10 @@ def test_a_packed_run_is_priced_on_packed_batches(
     assert not packed_forwards
     packed = dry_run(tiny_config(data, pack=True))
     assert packed_forwards  # its batches were timed as training runs them: packed
-    assert 0 <= packed.padding["waste"] < padded["waste"]
-    assert "packed rows are fill (--pack)" in packed.render()
+    assert packed.padding["packed"] and packed.padding["waste"] == padded["waste"] > 0
+    assert "are padding, which --pack does not run" in packed.render()
     head_only = dry_run(tiny_config(data, pack=True, trainable="head"))  # pooled vectors
-    assert not head_only.padding["packed"] and "batches are padding" in head_only.render()
+    assert not head_only.padding["packed"] and "batches are padding\n" in head_only.render()
 
 
 def test_json_needs_dry_run(data: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from llmclf.models.classifier import SequenceClassifier
 from llmclf.models.gpt2 import GPT2, GPT2Config
 from llmclf.models.llama import Llama, LlamaConfig
 from llmclf.models.lora import add_lora
-from llmclf.models.packing import layout, pack, pack_if_cheaper
+from llmclf.models.packing import pack
 from llmclf.models.qwen3 import Qwen3, Qwen3Config
 from llmclf.models.trainable import apply_trainable
 from llmclf.training.trunk_cache import TrunkCache
@@ -79,7 +79,7 @@ def test_a_packed_batch_gives_the_unpacked_logits_and_gradients(
     model = _model(pooling, dtype, family)
     plain, plain_grads = _logits_and_grads(model, packed=False)
     packed, packed_grads = _logits_and_grads(model, packed=True)
-    assert len(pack(*_batch()).input_ids) < len(LENGTHS)  # it did pack: fewer rows than texts
+    assert pack(*_batch()).input_ids.shape == (1, sum(LENGTHS))  # one row of the real tokens
     scale = plain.abs().max()
     assert (packed - plain).abs().max() <= tolerance * scale
     # relative to each gradient, floored at 1% of the largest: some are zero in exact
@@ -102,11 +102,11 @@ def test_packed_states_from_a_cached_layer_give_the_unpacked_logits(
         want = model(ids, lengths)
         for start_layer in range(len(model.backbone.h) + 1):  # a cache after each block
             hidden = model.trunk(ids, start_layer)  # (B, T, C), as the cache holds it
-            rows = torch.zeros(*packed.input_ids.shape, hidden.shape[-1], dtype=hidden.dtype)
-            for i, n in enumerate(lengths.tolist()):  # text i at its packed row and column
-                row, start = packed.rows[i], packed.starts[i]
-                rows[row, start : start + n] = hidden[i, :n]
-            got = model.forward_packed(packed, rows, start_layer)
+            row = torch.zeros(*packed.input_ids.shape, hidden.shape[-1], dtype=hidden.dtype)
+            for i, n in enumerate(lengths.tolist()):  # text i at its packed column
+                start = packed.starts[i]
+                row[0, start : start + n] = hidden[i, :n]
+            got = model.forward_packed(packed, row, start_layer)
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
@@ -125,28 +125,33 @@ def test_a_packed_text_does_not_depend_on_its_neighbours(family: str) -> None:
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_texts_share_rows_without_overlap_and_little_is_left_over() -> None:
-    lengths = [7, 3, 3, 1, 5, 2, 7, 4]  # 32 tokens
-    width, placed = layout(lengths, min_width=7)
-    used: set[tuple[int, int]] = set()
-    for (row, start), n in zip(placed, lengths, strict=True):
-        cells = {(row, start + j) for j in range(n)}
-        assert start + n <= width and not cells & used
-        used |= cells
-    assert (width, 1 + max(row for row, _ in placed)) == (7, 5)  # 35 cells for 32 tokens
-    width, placed = layout(lengths)  # rows of at least PACK_WIDTH: one row, exactly as wide
-    assert width == 32 and {row for row, _ in placed} == {0}
+def test_a_packed_row_holds_each_texts_tokens_in_order_with_their_own_positions() -> None:
+    ids, lengths = _batch()
+    packed = pack(ids, lengths)
+    assert torch.equal(packed.lengths, lengths) and torch.equal(packed.spans, lengths)
+    for i, n in enumerate(LENGTHS):
+        start = int(packed.starts[i])
+        assert torch.equal(packed.input_ids[0, start : start + n], ids[i, :n])
+        assert packed.positions[0, start : start + n].tolist() == list(range(n))
+        assert packed.segments[0, start : start + n].tolist() == [i] * n
+    # a query sees its own text up to itself, nothing of the neighbours'
+    seen = packed.seen(packed.pooled_columns("last-token"))
+    assert seen.sum(1).tolist() == LENGTHS
 
 
-def test_a_batch_packs_only_when_that_is_less_work() -> None:
-    ids = torch.zeros(8, 128, dtype=torch.long)
-    # nearly one length (IMDb cut to 128 tokens): nothing to remove, wider rows cost attention
-    assert pack_if_cheaper(ids, torch.tensor([128] * 7 + [100]), n_embd=768) is None
-    # one long text and short ones (SMS): packed, in fewer positions than the padded batch
-    lengths = torch.tensor([128, 9, 20, 14, 31, 7, 12, 25])
-    packed = pack_if_cheaper(ids, lengths, n_embd=768)
-    assert packed is not None and packed.input_ids.numel() < ids.numel()
-    assert torch.equal(packed.lengths, lengths)
+def test_attention_within_texts_equals_a_block_diagonal_causal_mask() -> None:
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    from llmclf.models.packing import attend_within_texts
+
+    torch.manual_seed(0)
+    W = sum(LENGTHS)
+    q, k, v = torch.randn(3, 1, 4, W, 8, dtype=torch.float64).unbind(0)
+    segments = pack(*_batch()).segments[0]
+    mask = (segments[:, None] == segments[None, :]) & torch.ones(W, W, dtype=torch.bool).tril()
+    want = sdpa(q, k, v, attn_mask=mask)
+    got = attend_within_texts(q, k, v, torch.tensor(LENGTHS))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def _fit(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict, Collect]:

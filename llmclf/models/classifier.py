@@ -98,7 +98,7 @@ class SequenceClassifier(nn.Module):
         self, packed: Packed, hidden: torch.Tensor | None = None, start_layer: int = 0
     ) -> torch.Tensor:
         """Logits (N, num_classes) for the N texts of a packed batch (`llmclf.models.packing`):
-        the same as `forward` on the texts unpacked, in their order. ``hidden`` (R, W, C), the
+        the same as `forward` on the texts unpacked, in their order. ``hidden`` (1, W, C), the
         packed texts' states already through blocks ``[0, start_layer)`` (a frozen-trunk
         cache's), starts there instead of at the embeddings, as `forward_from` does."""
         backbone, n_layer = self.backbone, len(self.backbone.h)
@@ -107,16 +107,16 @@ class SequenceClassifier(nn.Module):
         if self.pooling == "last":
             raise UsageError("'last' pooling reads the padded batch's last position; drop --pack")
         x = backbone.embed(packed.input_ids, packed.positions) if hidden is None else hidden
-        mask = packed.attention_mask()  # (R, 1, W, W)
         if self.pooling == "mean":
-            x = backbone.ln_f(backbone.run_blocks(x, start_layer, None, mask, packed.positions))
-            return self.head(packed.mean(x))  # (R, W, C) -> (N, num_classes)
+            x = backbone.run_blocks(x, start_layer, None, packed.spans, packed.positions)
+            return self.head(packed.mean(backbone.ln_f(x)))  # (1, W, C) -> (N, num_classes)
         pos = packed.pooled_columns(self.pooling)  # (N,)
+        rows = torch.zeros_like(pos)  # every text is in the one row
         if start_layer >= n_layer:  # every block cached: the final norm and head train
-            return self.head(backbone.ln_f(x[packed.rows, pos]))  # (N, num_classes)
-        x = backbone.run_blocks(x, start_layer, n_layer - 1, mask, packed.positions)
-        seen = mask[packed.rows, 0, pos]  # (N, W): what each text's pooled query sees
-        x = backbone.h[n_layer - 1].forward_at(x, pos, packed.rows, seen, packed.positions)
+            return self.head(backbone.ln_f(x[rows, pos]))  # (N, num_classes)
+        x = backbone.run_blocks(x, start_layer, n_layer - 1, packed.spans, packed.positions)
+        seen = packed.seen(pos)  # (N, W): what each text's pooled query sees
+        x = backbone.h[n_layer - 1].forward_at(x, pos, rows, seen, packed.positions)
         return self.head(backbone.ln_f(x))  # (N, num_classes)
 
     def trunk(self, input_ids: torch.Tensor, end_layer: int) -> torch.Tensor:

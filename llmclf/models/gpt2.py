@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError, UsageError
 from ..options import ATTENTIONS
+from .packing import attend_within_texts
 
 
 class CausalSelfAttention(nn.Module):
@@ -42,24 +43,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C). ``mask`` (B, 1, T, T) bool, True where a query may attend
-        to a key, replaces the causal mask (a packed batch's: `llmclf.models.packing`; packing
-        is causal only)."""
+    def forward(self, x: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). ``spans`` (N,), a packed row's text lengths (x is (1, W, C):
+        `llmclf.models.packing`), keeps attention within each text (packing is causal only)."""
         B, T, C = x.shape  # batch, tokens, embedding
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_head
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None and self.causal,
-        )  # (B, nh, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        if spans is not None:
+            y = attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -132,8 +129,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask)  # (B, T, C)
+    def forward(self, x: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), spans)  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
     def forward_at(
@@ -263,17 +260,17 @@ class GPT2(nn.Module):
         x: torch.Tensor,
         start: int = 0,
         end: int | None = None,
-        mask: torch.Tensor | None = None,
+        spans: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the blocks ``h[start:end]`` on hidden states x: (B, T, C) -> (B, T, C).
 
-        ``mask`` (B, 1, T, T) replaces the causal mask (see `CausalSelfAttention.forward`).
+        ``spans`` (N,) splits a packed row into its texts (see `CausalSelfAttention.forward`).
         ``positions`` is unused: GPT-2's enter at `embed` (a rotary backbone's enter in its
         blocks, so the packed forward passes them to every backbone).
         """
         for block in self.h[start:end]:
-            x = block(x) if mask is None else block(x, mask)
+            x = block(x) if spans is None else block(x, spans)
         return x
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

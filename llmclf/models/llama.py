@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, UsageError
+from .packing import attend_within_texts
 
 ROPE_TYPES = ("default", "llama3")  # rope_scaling types implemented here
 LLAMA3_SCALING_KEYS = (
@@ -122,8 +123,8 @@ class Attention(nn.Module):
     key/value head serves ``n_rep`` query heads). With ``qk_norm`` (Qwen3) every query and key
     head is RMS-normalised before the rotation. Positions are 0..T-1 whatever follows a text,
     and attention is causal, so right padding never changes the states of real tokens. A packed
-    batch (`llmclf.models.packing`) passes each token's own angles, (B, 1, T, hd), and its
-    block-diagonal ``mask``.
+    batch (`llmclf.models.packing`) passes each token's own angles, (1, 1, W, hd), and its
+    texts' lengths, ``spans``, which keep attention within each text.
     """
 
     def __init__(self, config: LlamaConfig) -> None:
@@ -165,22 +166,19 @@ class Attention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        mask: torch.Tensor | None = None,
+        spans: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T, C) hidden states, (T, hd) or (B, 1, T, hd) rotary cos/sin -> (B, T, C).
-        ``mask`` (B, 1, T, T) bool, True where a query may attend to a key, replaces the
-        causal mask (a packed batch's)."""
+        ``spans`` (N,), a packed row's text lengths (x is (1, W, C)), keeps attention within
+        each text."""
         B, T, _ = x.shape
         q = apply_rope(self._queries(self.q_proj(x)).transpose(1, 2), cos, sin)  # (B, nh, T, hd)
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None,
-        )  # (B, nh, T, hd)
+        dropout = self.dropout if self.training else 0.0
+        if spans is not None:
+            y = attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hd)
         return self.resid_dropout(self.o_proj(y))
 
@@ -261,12 +259,12 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        mask: torch.Tensor | None = None,
+        spans: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T, C) -> (B, T, C). ``rope`` is `block_rope`'s angles if given (default:
-        positions 0..T-1); ``mask`` as in `Attention.forward`."""
+        positions 0..T-1); ``spans`` as in `Attention.forward`."""
         cos, sin = rope if rope is not None else block_rope(self.config, x)
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)  # (B, T, C)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, spans)  # (B, T, C)
         return x + self.mlp(self.post_attention_layernorm(x))  # (B, T, C)
 
     def forward_at(
@@ -569,20 +567,20 @@ class Llama(nn.Module):
         x: torch.Tensor,
         start: int = 0,
         end: int | None = None,
-        mask: torch.Tensor | None = None,
+        spans: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the blocks ``layers[start:end]`` on hidden states x: (B, T, C) -> (B, T, C).
 
-        A packed batch passes its block-diagonal ``mask`` (B, 1, T, T), which replaces the
-        causal one, and each token's ``positions`` (B, T), which restart with each text.
+        A packed batch (1, W, C) passes its texts' lengths, ``spans`` (N,), which keep attention
+        within each text, and each token's ``positions`` (1, W), which restart with each text.
         """
         blocks = self.layers[start:end]
         if len(blocks) == 0:
             return x
         rope = block_rope(self.config, x, positions)  # (T, hd) or (B, 1, T, hd)
         for block in blocks:
-            x = block(x, rope, mask)
+            x = block(x, rope, spans)
         return x
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,10 @@ An architecture is a module class and its config dataclass, registered by name i
    (``"layers."``), ``final_norm`` (``"norm."``), ``embeddings`` (``("embed_tokens.",)``) and
    ``lora_targets`` (the projections LoRA wraps); the trainable policies and LoRA ask the
    class, so nothing else changes. To take ``--pack`` it also sets ``packs = True`` and
-   accepts a packed batch's per-token ``positions`` (B, T) and block-diagonal ``mask``
-   (B, 1, T, T): ``embed(ids, positions)``, ``run_blocks(x, start, end, mask, positions)`` and
-   ``forward_at(x, pos, rows, seen, positions)`` (see `llmclf.models.packing`).
+   accepts a packed row's per-token ``positions`` (1, W) and its texts' lengths ``spans``
+   (N,), within which attention stays: ``embed(ids, positions)``,
+   ``run_blocks(x, start, end, spans, positions)`` and ``forward_at(x, pos, rows, seen,
+   positions)`` (see `llmclf.models.packing`).
 2. Add one line to `ARCHITECTURES`: ``"mamba": (Mamba, MambaConfig)`` (Llama and Qwen3 are
    there, from `llmclf.models.hf_checkpoint.FAMILIES`).
 3. Register its sizes in the backbone registry with an entry whose ``architecture`` attribute

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..device import autocast, resolve_device, resolve_precision
-from ..models.packing import cheaper_layout
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
@@ -91,12 +90,8 @@ class DryRunReport:
             )
         lines.append(
             f"padding {self.padding['policy']}: keeps {self.padding['tokens_kept']} tokens a "
-            f"text; {self.padding['waste']:.1%} of the positions of epoch 1's "
-            + (
-                "packed rows are fill (--pack)"
-                if self.padding.get("packed")
-                else "batches are padding"
-            )
+            f"text; {self.padding['waste']:.1%} of the positions of epoch 1's batches are "
+            + ("padding, which --pack does not run" if self.padding.get("packed") else "padding")
         )
         if self.data.get("examples"):  # a windowed long-text policy
             sizes, over = self.data["split_sizes"], self.data.get("windowed") or {}
@@ -110,7 +105,7 @@ class DryRunReport:
         size = f", {c['bytes'] / 2**20:.1f} MiB in {c['where']}" if c["applies"] else ""
         lines.append(f"frozen-trunk cache: {'yes' if c['applies'] else 'no'}{size} ({c['note']})")
         cal = self.calibration
-        kind = "packed or padded" if self.padding.get("packed") else "padded"
+        kind = "packed" if self.padding.get("packed") else "padded"
         lines.append(
             f"calibration on {cal['device']}: {cal['train_seconds_per_position'] * 1e6:.1f} µs "
             f"a {kind} position in training, {cal['eval_seconds_per_position'] * 1e6:.1f} µs in "
@@ -156,17 +151,14 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     trainer._report_setup(data, trainable, cache["note"])  # the data report, as fit shows it
     # --pack packs token ids or cached token states, not a head-only run's pooled vectors
     packs = cfg.pack and not (cache["applies"] and cache["pooled"])
-    pack_n_embd = backbone.config.n_embd if packs else None
-    calibration = _calibrate(
-        cfg, model, trainable, (data, policy, pack_n_embd), device, amp_dtype, cache
-    )
-    work = _work(cfg, data, policy, pack_n_embd)
+    calibration = _calibrate(cfg, model, trainable, (data, policy, packs), device, amp_dtype, cache)
+    work = _work(cfg, data, policy, packs)
     return DryRunReport(
         data=data.report.to_dict(),
         token_lengths={
             n: _stats(getattr(data, n).token_counts) for n in SPLITS if len(getattr(data, n))
         },
-        padding=_padding(cfg, data, policy, pack_n_embd),
+        padding=_padding(cfg, data, policy, packs),
         parameters={
             "trainable": trainable.trainable,
             "total": trainable.total,
@@ -191,30 +183,24 @@ def _stats(counts: list[int]) -> dict[str, float]:
     }
 
 
-def run_positions(lengths: list[int], width: int, pack_n_embd: int | None) -> int:
+def run_positions(lengths: list[int], width: int, packs: bool) -> int:
     """The positions a batch of texts of ``lengths``, padded to ``width``, runs: its padded
-    positions, or with ``--pack`` (``pack_n_embd``: the model's width) its packed rows' when
-    packing is less work, as `llmclf.models.packing.pack_if_cheaper` decides."""
-    if pack_n_embd:
-        collated = [max(min(n, width), 1) for n in lengths]
-        planned = cheaper_layout(collated, width, pack_n_embd)
-        if planned is not None:
-            packed_width, placed = planned
-            return (1 + max(row for row, _ in placed)) * packed_width
+    positions, or with ``--pack`` its real tokens (`llmclf.models.packing`)."""
+    if packs:
+        return sum(max(min(n, width), 1) for n in lengths)
     return len(lengths) * width
 
 
-def _padding(cfg: TrainConfig, data: Any, policy: Any, pack_n_embd: int | None) -> dict[str, Any]:
-    """The share of padded positions in epoch 1's training batches, as training makes them
-    (packing, a batch that packs counts its packed rows: the fill at their ends)."""
+def _padding(cfg: TrainConfig, data: Any, policy: Any, packs: bool) -> dict[str, Any]:
+    """The share of padded positions in epoch 1's training batches, as the padding policy makes
+    them (``packs``: ``--pack`` then runs none of them)."""
     real = total = 0
     for _, batch in _epoch_one(cfg, data, policy):
         lengths = [int(n) for n in batch.lengths.tolist()]
         real += sum(lengths)
-        total += run_positions(lengths, batch.input_ids.shape[1], pack_n_embd)
+        total += run_positions(lengths, batch.input_ids.shape[1], packs=False)
     waste = 1 - real / total
-    packed = pack_n_embd is not None
-    return {"policy": cfg.padding, "packed": packed, "tokens_kept": policy.keep(), "waste": waste}
+    return {"policy": cfg.padding, "packed": packs, "tokens_kept": policy.keep(), "waste": waste}
 
 
 def _cache(
@@ -270,10 +256,10 @@ def _calibrate(
     cache: dict[str, Any],
 ) -> dict[str, Any]:
     """Seconds per position (padded, or packed where the run packs: ``prepared`` is the data,
-    the padding policy and ``pack_n_embd``, see `run_positions`) of a training and of an
+    the padding policy and ``packs``, see `run_positions`) of a training and of an
     evaluation batch, and per token of the cache build, timed on epoch 1's first batches (see
     `_timed`)."""
-    data, policy, pack_n_embd = prepared
+    data, policy, packs = prepared
     picked = _first_batches(cfg, data, policy)
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
@@ -291,7 +277,7 @@ def _calibrate(
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         with amp():  # as training runs it: cached, packed (``--pack``) or padded
-            logits = batch_logits(forward, positions, batch, trunk["cache"], device, pack_n_embd)
+            logits = batch_logits(forward, positions, batch, trunk["cache"], device, packs)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:
@@ -301,7 +287,7 @@ def _calibrate(
 
     def size(positions: list[int]) -> int:  # the positions the batch runs, packed or padded
         lengths = [min(len(texts[i]), policy.keep()) for i in positions]
-        return run_positions(lengths, policy.width(lengths), pack_n_embd)
+        return run_positions(lengths, policy.width(lengths), packs)
 
     model.train()
     train, timed = _timed(train_step, chunks, size, device)
@@ -395,7 +381,7 @@ class _Work:
     mean_width: float  # of a training batch
 
 
-def _work(cfg: TrainConfig, data: Any, policy: Any, pack_n_embd: int | None) -> _Work:
+def _work(cfg: TrainConfig, data: Any, policy: Any, packs: bool) -> _Work:
     """Count the positions of the batches the run makes, with the loader's own grouping (and
     packed where training packs: see `run_positions`)."""
     keep = policy.keep()
@@ -408,7 +394,7 @@ def _work(cfg: TrainConfig, data: Any, policy: Any, pack_n_embd: int | None) -> 
         total = 0
         for group in groups:
             lengths = [min(counts[i], keep) for i in group]
-            total += run_positions(lengths, policy.width(lengths), pack_n_embd)
+            total += run_positions(lengths, policy.width(lengths), packs)
         return total, len(groups)
 
     train, steps = positions("train", shuffle=True)

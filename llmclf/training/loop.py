@@ -28,7 +28,7 @@ from ..device import autocast
 from ..errors import CheckpointError
 from ..memory import RELEASE_EVERY, release_freed_memory
 from ..models.classifier import SequenceClassifier
-from ..models.packing import Packed, pack_if_cheaper
+from ..models.packing import Packed, pack
 from ..reporting import Reporter
 from ..runs import checkpoint as ckpt
 from ..runs.rundir import RunDirectory
@@ -58,7 +58,7 @@ class BatchForward(nn.Module):
     ) -> torch.Tensor:
         if isinstance(x, Packed):
             return self.model.forward_packed(x)
-        if packed is not None:  # cached states (R, W, C) laid out as ``packed``
+        if packed is not None:  # cached states (1, W, C) laid out as ``packed``
             return self.model.forward_packed(packed, x, start_layer)
         if x.dim() == 2 and x.is_floating_point():  # (B, C) pooled, from a head-only cache
             return self.model.head(x)
@@ -73,17 +73,14 @@ def batch_logits(
     batch: Batch,
     cache: TrunkCache | None,
     device: torch.device,
-    pack_n_embd: int | None,
+    packs: bool,
 ) -> torch.Tensor:
     """The logits of one collated batch through ``forward`` (a `BatchForward`): from the
     frozen-trunk ``cache`` when there is one (``positions`` are the batch's texts in its
-    split); with ``pack_n_embd`` (``--pack``: the model's width, which weighs the cost), side
-    by side in packed rows whenever that is less work than the padded batch
-    (`pack_if_cheaper`)."""
-    packed = None
-    if pack_n_embd and (cache is None or not cache.pooled):
-        packed = pack_if_cheaper(batch.input_ids, batch.lengths, pack_n_embd)
-    if packed is not None:
+    split); with ``packs`` (``--pack``), side by side in one row of their real tokens
+    (`llmclf.models.packing`), unless the cache holds pooled vectors."""
+    if packs and (cache is None or not cache.pooled):
+        packed = pack(batch.input_ids, batch.lengths)
         if cache is None:
             return forward(packed.to(device), None)
         hidden = cache.assemble_packed(positions, packed, device)
@@ -213,9 +210,8 @@ class TrainingLoop:
         if self.batches_run % RELEASE_EVERY == 0:  # the last batches' buffers, freed by now
             release_freed_memory()
         with self.amp():
-            cache, width = self.caches[name], self.model.backbone.config.n_embd
-            pack_n_embd = width if self.cfg.pack else None
-            return batch_logits(self.forward, positions, batch, cache, self.device, pack_n_embd)
+            cache = self.caches[name]
+            return batch_logits(self.forward, positions, batch, cache, self.device, self.cfg.pack)
 
     def evaluate(
         self,
