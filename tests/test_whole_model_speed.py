@@ -135,8 +135,9 @@ def test_a_packed_row_holds_each_texts_tokens_in_order_with_their_own_positions(
         assert packed.positions[0, start : start + n].tolist() == list(range(n))
         assert packed.segments[0, start : start + n].tolist() == [i] * n
     # a query sees its own text up to itself, nothing of the neighbours'
-    seen = packed.seen(packed.pooled_columns("last-token"))
+    keys, seen = packed.keys(packed.pooled_columns("last-token"))
     assert seen.sum(1).tolist() == LENGTHS
+    assert keys[seen].tolist() == list(range(sum(LENGTHS)))  # every text's own columns
 
 
 def test_attention_within_texts_equals_a_block_diagonal_causal_mask() -> None:

@@ -111,12 +111,11 @@ class SequenceClassifier(nn.Module):
             x = backbone.run_blocks(x, start_layer, None, packed.spans, packed.positions)
             return self.head(packed.mean(backbone.ln_f(x)))  # (1, W, C) -> (N, num_classes)
         pos = packed.pooled_columns(self.pooling)  # (N,)
-        rows = torch.zeros_like(pos)  # every text is in the one row
         if start_layer >= n_layer:  # every block cached: the final norm and head train
-            return self.head(backbone.ln_f(x[rows, pos]))  # (N, num_classes)
+            return self.head(backbone.ln_f(x[0, pos]))  # (N, num_classes)
         x = backbone.run_blocks(x, start_layer, n_layer - 1, packed.spans, packed.positions)
-        seen = packed.seen(pos)  # (N, W): what each text's pooled query sees
-        x = backbone.h[n_layer - 1].forward_at(x, pos, rows, seen, packed.positions)
+        keys, seen = packed.keys(pos)  # (N, L): each text's columns, those its query sees
+        x = backbone.h[n_layer - 1].forward_at(x, pos, keys, seen, packed.positions)
         return self.head(backbone.ln_f(x))  # (N, num_classes)
 
     def trunk(self, input_ids: torch.Tensor, end_layer: int) -> torch.Tensor:

@@ -64,18 +64,19 @@ class CausalSelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         pos: torch.Tensor,
-        rows: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The output at one position per query, ``pos`` (N,): (B, T, C) -> (N, C).
 
-        Query ``i`` is row ``rows[i]`` (default: row ``i``) at ``pos[i]``; it sees the keys
-        ``seen[i]`` (N, T) (default: causal, every position up to ``pos[i]``). Equals
-        ``forward(x)[rows, pos]``: keys and values still come from every position, but only
-        one query per text is formed and projected.
+        Query ``i`` is row ``i`` at ``pos[i]`` and sees every position up to it (causal), so
+        this equals ``forward(x)[arange(B), pos]``: keys and values still come from every
+        position, but only one query per text is formed and projected. A packed row
+        (x (1, W, C)) passes ``keys`` (N, L), the columns query ``i`` at column ``pos[i]`` may
+        attend to (its own text's), and ``seen`` (N, L), which of them it does see.
         """
         B, T, C = x.shape
-        at = torch.arange(B, device=x.device) if rows is None else rows  # (N,)
+        at = torch.arange(B, device=x.device) if keys is None else torch.zeros_like(pos)  # (N,)
         if type(self.c_attn) is nn.Linear:
             # Project the query rows only; keys and values from the rest of the weight.
             w, b = self.c_attn.weight, self.c_attn.bias  # (3C, C), (3C,)
@@ -84,16 +85,16 @@ class CausalSelfAttention(nn.Module):
         else:  # a wrapped projection (LoRA, int8) is applied as a whole
             q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
             q = q[at, pos]  # (N, C)
-        N, hs = (B if rows is None else rows.shape[0]), C // self.n_head  # queries, head size
-        q = q.view(N, self.n_head, 1, hs)  # (N, nh, 1, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        if rows is not None:  # several queries may read one row: each gets its row's keys
-            k, v = k[rows], v[rows]  # (N, nh, T, hs)
-        if seen is None:
+        N, hs = pos.shape[0], C // self.n_head  # queries, head size
+        if keys is not None:  # each query's own text, gathered from the packed row
+            k, v = k[0, keys], v[0, keys]  # 2 x (N, L, C)
+        elif seen is None:
             seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
             if not self.causal:  # bidirectional: every position (shaped from pos for tracing)
                 seen = torch.ones_like(seen)
+        q = q.view(N, self.n_head, 1, hs)  # (N, nh, 1, hs)
+        k = k.view(N, -1, self.n_head, hs).transpose(1, 2)  # (N, nh, L, hs)
+        v = v.view(N, -1, self.n_head, hs).transpose(1, 2)  # (N, nh, L, hs)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -137,19 +138,20 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         pos: torch.Tensor,
-        rows: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``forward(x)[rows, pos]`` without computing the other positions: -> (N, C).
+        """``forward(x)`` at one position per text, ``pos`` (N,), without computing the other
+        positions: -> (N, C).
 
         A classifier reads one position of the last block, so its MLP and output projection
-        need to run on that position only. ``rows`` and ``seen`` as in
-        `CausalSelfAttention.forward_at` (a packed batch's); ``positions`` is unused, as in
+        need to run on that position only. ``keys`` and ``seen`` as in
+        `CausalSelfAttention.forward_at` (a packed row's); ``positions`` is unused, as in
         `GPT2.run_blocks`.
         """
-        at = torch.arange(x.shape[0], device=x.device) if rows is None else rows
-        y = x[at, pos] + self.attn.forward_at(self.ln_1(x), pos, rows, seen)  # (N, C)
+        at = torch.arange(x.shape[0], device=x.device) if keys is None else torch.zeros_like(pos)
+        y = x[at, pos] + self.attn.forward_at(self.ln_1(x), pos, keys, seen)  # (N, C)
         return y + self.mlp(self.ln_2(y))  # (N, C)
 
 

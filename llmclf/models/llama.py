@@ -188,18 +188,19 @@ class Attention(nn.Module):
         pos: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        rows: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The output at one position per query, ``pos`` (N,): (B, T, C) -> (N, C).
 
-        Query ``i`` is row ``rows[i]`` (default: row ``i``) at ``pos[i]``; it sees the keys
-        ``seen[i]`` (N, T) (default: causal, every position up to ``pos[i]``). Equals
-        ``forward(x, cos, sin)[rows, pos]``: keys and values come from every position, but only
-        one query per text is formed, rotated and projected.
+        Query ``i`` is row ``i`` at ``pos[i]`` and sees every position up to it (causal), so
+        this equals ``forward(x, cos, sin)[arange(B), pos]``: keys and values come from every
+        position, but only one query per text is formed, rotated and projected. A packed row
+        (x (1, W, C)) passes ``keys`` (N, L), the columns query ``i`` at column ``pos[i]`` may
+        attend to (its own text's), and ``seen`` (N, L), which of them it does see.
         """
         B, T, _ = x.shape
-        at = torch.arange(B, device=x.device) if rows is None else rows  # (N,)
+        at = torch.arange(B, device=x.device) if keys is None else torch.zeros_like(pos)  # (N,)
         N = at.shape[0]
         q = self._queries(self.q_proj(x[at, pos]))  # (N, nh, hd)
         # the query's angles: (T, hd) are every row's, (B, 1, T, hd) each row's own
@@ -207,9 +208,9 @@ class Attention(nn.Module):
         q_cos, q_sin = (cos[pos], sin[pos]) if shared else (cos[at, 0, pos], sin[at, 0, pos])
         q = apply_rope(q, q_cos[:, None], q_sin[:, None])[:, :, None]  # (N, nh, 1, hd)
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
-        if rows is not None:  # several queries may read one row: each gets its row's keys
-            k, v = k[rows], v[rows]  # 2 x (N, nh, T, hd)
-        if seen is None:
+        if keys is not None:  # each query's own text, gathered from the packed row
+            k, v = k[0][:, keys].transpose(0, 1), v[0][:, keys].transpose(0, 1)  # (N, nh, L, hd)
+        elif seen is None:
             seen = torch.arange(T, device=x.device) <= pos[:, None]  # (N, T): causal
         y = F.scaled_dot_product_attention(
             q,
@@ -271,18 +272,19 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         pos: torch.Tensor,
-        rows: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``forward(x)[rows, pos]`` without computing the other positions: -> (N, C).
+        """``forward(x)`` at one position per text, ``pos`` (N,), without computing the other
+        positions: -> (N, C).
 
-        ``rows`` and ``seen`` as in `Attention.forward_at`; ``positions`` (B, T), each token's
-        own position (a packed batch's), as in `Llama.run_blocks`.
+        ``keys`` and ``seen`` as in `Attention.forward_at` (a packed row's); ``positions``
+        (B, T), each token's own position (a packed row's), as in `Llama.run_blocks`.
         """
         cos, sin = block_rope(self.config, x, positions)
-        at = torch.arange(x.shape[0], device=x.device) if rows is None else rows
-        attn = self.self_attn.forward_at(self.input_layernorm(x), pos, cos, sin, rows, seen)
+        at = torch.arange(x.shape[0], device=x.device) if keys is None else torch.zeros_like(pos)
+        attn = self.self_attn.forward_at(self.input_layernorm(x), pos, cos, sin, keys, seen)
         y = x[at, pos] + attn  # (N, C)
         return y + self.mlp(self.post_attention_layernorm(y))  # (N, C)
 

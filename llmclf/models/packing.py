@@ -42,11 +42,13 @@ class Packed(NamedTuple):
             return self.starts + self.lengths - 1
         raise ValueError(f"packing pools 'first', 'last-token' or 'mean', not {pooling!r}")
 
-    def seen(self, columns: torch.Tensor) -> torch.Tensor:
-        """(N, W) bool: the keys text ``i``'s query at ``columns[i]`` sees, its own tokens up to
-        that column."""
-        keys = torch.arange(self.input_ids.shape[1], device=columns.device)
-        return (keys >= self.starts[:, None]) & (keys <= columns[:, None])
+    def keys(self, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys the query of text ``i`` at ``columns[i]`` attends to: ``(keys, seen)``, each
+        (N, L) with L the longest text; ``keys[i]`` are text ``i``'s columns (clamped to the
+        row), ``seen[i]`` marks those of its own tokens up to the query."""
+        offsets = torch.arange(int(self.spans.max()), device=columns.device)  # (L,)
+        keys = (self.starts[:, None] + offsets).clamp(max=self.input_ids.shape[1] - 1)
+        return keys, offsets <= (columns - self.starts)[:, None]
 
     def mean(self, hidden: torch.Tensor) -> torch.Tensor:
         """Each text's mean hidden state: (1, W, C) -> (N, C)."""

@@ -26,7 +26,7 @@ An architecture is a module class and its config dataclass, registered by name i
    class, so nothing else changes. To take ``--pack`` it also sets ``packs = True`` and
    accepts a packed row's per-token ``positions`` (1, W) and its texts' lengths ``spans``
    (N,), within which attention stays: ``embed(ids, positions)``,
-   ``run_blocks(x, start, end, spans, positions)`` and ``forward_at(x, pos, rows, seen,
+   ``run_blocks(x, start, end, spans, positions)`` and ``forward_at(x, pos, keys, seen,
    positions)`` (see `llmclf.models.packing`).
 2. Add one line to `ARCHITECTURES`: ``"mamba": (Mamba, MambaConfig)`` (Llama and Qwen3 are
    there, from `llmclf.models.hf_checkpoint.FAMILIES`).
