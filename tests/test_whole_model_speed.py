@@ -140,6 +140,45 @@ def test_a_packed_row_holds_each_texts_tokens_in_order_with_their_own_positions(
     assert keys[seen].tolist() == list(range(sum(LENGTHS)))  # every text's own columns
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("pooling", ["last-token", "first", "mean"])
+def test_a_row_ending_in_fill_gives_the_logits_of_the_exact_row(family: str, pooling: str) -> None:
+    from llmclf.models.packing import ladder_width
+
+    model = _model(pooling, torch.float64, family)
+    ids, lengths = _batch()
+    width = ladder_width(sum(LENGTHS) + 3)  # 54 -> 56: the row ends in 5 fill tokens
+    filled = pack(ids, lengths, width)
+    assert filled.input_ids.shape == (1, width) and filled.spans.tolist() == [*LENGTHS, 5]
+    with torch.no_grad():
+        want = model.forward_packed(pack(ids, lengths))
+        torch.testing.assert_close(model.forward_packed(filled), want, rtol=1e-10, atol=1e-10)
+        hidden = model.trunk(ids, 2)  # states cached after block 2, read into either row
+        states = [hidden[i, :n] for i, n in enumerate(LENGTHS)]
+        cache = TrunkCache(
+            end_layer=2,
+            data=torch.cat([*states, hidden.new_zeros(1, hidden.shape[-1])]),
+            offsets=torch.cumsum(lengths, 0) - lengths,
+            lengths=lengths,
+        )
+        texts, cpu = list(range(len(LENGTHS))), torch.device("cpu")
+        exact = model.forward_packed(
+            pack(ids, lengths), cache.assemble_packed(texts, pack(ids, lengths), cpu).double(), 2
+        )
+        row = cache.assemble_packed(texts, filled, cpu).double()
+        assert not row[0, sum(LENGTHS) :].any()  # the fill reads the zero row
+        got = model.forward_packed(filled, row, 2)
+        torch.testing.assert_close(got, exact, rtol=1e-10, atol=1e-10)
+
+
+def test_ladder_widths_are_few_and_waste_at_most_an_eighth() -> None:
+    from llmclf.models.packing import ladder_width
+
+    widths = {ladder_width(n) for n in range(1, 20_001)}
+    assert len(widths) < 110  # 20,000 possible row widths become about 8 per power of two
+    assert all(n <= ladder_width(n) <= n * 9 / 8 for n in range(1, 20_001))
+
+
 def test_attention_within_texts_equals_a_block_diagonal_causal_mask() -> None:
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
@@ -184,6 +223,28 @@ def test_training_with_pack_gives_the_losses_of_training_without(
     # Adam's first step divides each gradient element by its own size, so elements that are
     # near zero (Qwen3's per-head norms make many) turn float rounding into ~1e-4 of loss
     _same_run(packed, plain, tolerance=1e-3 if backbone == "qwen3-tiny" else 1e-4)
+
+
+@pytest.mark.parametrize(("precision", "laddered"), [("fp32", False), ("bf16", True)])
+def test_reduced_precision_packs_rows_of_ladder_widths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str, laddered: bool
+) -> None:
+    """bf16 autocast on a CPU compiles its kernels per shape: rows take few widths there."""
+    import llmclf.training.loop as loop
+    from llmclf.models.packing import ladder_width
+
+    rows: list[tuple[int, int]] = []  # (real tokens, row width)
+
+    def recording_pack(ids, lengths, width=None):
+        packed = pack(ids, lengths, width)
+        rows.append((int(lengths.sum()), packed.input_ids.shape[1]))
+        return packed
+
+    monkeypatch.setattr(loop, "pack", recording_pack)
+    _fit(tmp_path, precision, pack=True, precision=precision)
+    assert rows
+    expected = [(n, ladder_width(n) if laddered else n) for n, _ in rows]
+    assert rows == expected
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean-all"])
@@ -294,6 +355,18 @@ def test_compiled_blocks_give_the_eager_logits_and_gradients() -> None:
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
     for a, b in zip(eager_grads, compiled_grads, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+    # a packed row's attention loops over its texts outside the graph: batches of any number
+    # of texts reuse the compiled blocks instead of recompiling them for each number
+    from torch._dynamo.utils import counters
+
+    ids, lengths = _batch()
+    graphs = []
+    for n in range(2, len(LENGTHS) + 1):
+        with torch.no_grad():
+            got = model.forward_packed(pack(ids[:n], lengths[:n]))
+        torch.testing.assert_close(got, compiled[:n], rtol=1e-4, atol=1e-5)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] == graphs[1], graphs  # nothing new compiled after the first sizes
 
 
 def test_pack_says_a_head_only_run_has_nothing_to_pack(tmp_path: Path) -> None:

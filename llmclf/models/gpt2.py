@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError, UsageError
 from ..options import ATTENTIONS
-from .packing import attend_within_texts
+from . import packing
 
 
 class CausalSelfAttention(nn.Module):
@@ -54,7 +54,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         dropout = self.dropout if self.training else 0.0
         if spans is not None:
-            y = attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hs)
+            y = packing.attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)

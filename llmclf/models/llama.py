@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, UsageError
-from .packing import attend_within_texts
+from . import packing
 
 ROPE_TYPES = ("default", "llama3")  # rope_scaling types implemented here
 LLAMA3_SCALING_KEYS = (
@@ -176,7 +176,7 @@ class Attention(nn.Module):
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
         dropout = self.dropout if self.training else 0.0
         if spans is not None:
-            y = attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hd)
+            y = packing.attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hd)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hd)

@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from ..data.loaders import batch_positions, batches
 from ..data.tokenizer import get_tokenizer
 from ..device import autocast, resolve_device, resolve_precision
+from ..models.packing import ladder_width
 from ..models.spec import backbone_entry
 from ..models.trainable import parse_trainable
 from ..options import SPLITS
 from ..reporting import Reporter
 from ..runs.rundir import RunDirectory
 from .config import TrainConfig
-from .loop import BatchForward, batch_logits
+from .loop import BatchForward, batch_logits, packed_ladder
 from .trainer import Trainer, check_names, make_optimizer
 from .trunk_cache import (
     DEFAULT_BUDGET_FRACTION,
@@ -152,7 +153,7 @@ def dry_run(config: TrainConfig, *, reporter: Reporter | None = None) -> DryRunR
     # --pack packs token ids or cached token states, not a head-only run's pooled vectors
     packs = cfg.pack and not (cache["applies"] and cache["pooled"])
     calibration = _calibrate(cfg, model, trainable, (data, policy, packs), device, amp_dtype, cache)
-    work = _work(cfg, data, policy, packs)
+    work = _work(cfg, data, policy, packs, packed_ladder(device, amp_dtype))
     return DryRunReport(
         data=data.report.to_dict(),
         token_lengths={
@@ -183,11 +184,13 @@ def _stats(counts: list[int]) -> dict[str, float]:
     }
 
 
-def run_positions(lengths: list[int], width: int, packs: bool) -> int:
+def run_positions(lengths: list[int], width: int, packs: bool, ladder: bool = False) -> int:
     """The positions a batch of texts of ``lengths``, padded to ``width``, runs: its padded
-    positions, or with ``--pack`` its real tokens (`llmclf.models.packing`)."""
+    positions, or with ``--pack`` its real tokens (`llmclf.models.packing`; with ``ladder``,
+    its packed row's `ladder_width`)."""
     if packs:
-        return sum(max(min(n, width), 1) for n in lengths)
+        tokens = sum(max(min(n, width), 1) for n in lengths)
+        return ladder_width(tokens) if ladder else tokens
     return len(lengths) * width
 
 
@@ -260,6 +263,7 @@ def _calibrate(
     evaluation batch, and per token of the cache build, timed on epoch 1's first batches (see
     `_timed`)."""
     data, policy, packs = prepared
+    ladder = packed_ladder(device, amp_dtype)
     picked = _first_batches(cfg, data, policy)
     order = [p for positions in picked for p in positions]
     texts = [data.train.token_ids[p] for p in order]
@@ -277,7 +281,8 @@ def _calibrate(
     def loss_of(positions: list[int]) -> torch.Tensor:
         batch = policy.collate([texts[i] for i in positions], [labels[i] for i in positions])
         with amp():  # as training runs it: cached, packed (``--pack``) or padded
-            logits = batch_logits(forward, positions, batch, trunk["cache"], device, packs)
+            cached = trunk["cache"]
+            logits = batch_logits(forward, positions, batch, cached, device, packs, ladder)
         return F.cross_entropy(logits.float(), batch.labels.to(device))
 
     def train_step(positions: list[int]) -> None:
@@ -287,7 +292,7 @@ def _calibrate(
 
     def size(positions: list[int]) -> int:  # the positions the batch runs, packed or padded
         lengths = [min(len(texts[i]), policy.keep()) for i in positions]
-        return run_positions(lengths, policy.width(lengths), packs)
+        return run_positions(lengths, policy.width(lengths), packs, ladder)
 
     model.train()
     train, timed = _timed(train_step, chunks, size, device)
@@ -381,7 +386,7 @@ class _Work:
     mean_width: float  # of a training batch
 
 
-def _work(cfg: TrainConfig, data: Any, policy: Any, packs: bool) -> _Work:
+def _work(cfg: TrainConfig, data: Any, policy: Any, packs: bool, ladder: bool) -> _Work:
     """Count the positions of the batches the run makes, with the loader's own grouping (and
     packed where training packs: see `run_positions`)."""
     keep = policy.keep()
@@ -394,7 +399,7 @@ def _work(cfg: TrainConfig, data: Any, policy: Any, packs: bool) -> _Work:
         total = 0
         for group in groups:
             lengths = [min(counts[i], keep) for i in group]
-            total += run_positions(lengths, policy.width(lengths), packs)
+            total += run_positions(lengths, policy.width(lengths), packs, ladder)
         return total, len(groups)
 
     train, steps = positions("train", shuffle=True)

@@ -28,7 +28,7 @@ from ..device import autocast
 from ..errors import CheckpointError
 from ..memory import RELEASE_EVERY, release_freed_memory
 from ..models.classifier import SequenceClassifier
-from ..models.packing import Packed, pack
+from ..models.packing import Packed, ladder_width, pack
 from ..reporting import Reporter
 from ..runs import checkpoint as ckpt
 from ..runs.rundir import RunDirectory
@@ -74,13 +74,16 @@ def batch_logits(
     cache: TrunkCache | None,
     device: torch.device,
     packs: bool,
+    ladder: bool = False,
 ) -> torch.Tensor:
     """The logits of one collated batch through ``forward`` (a `BatchForward`): from the
     frozen-trunk ``cache`` when there is one (``positions`` are the batch's texts in its
     split); with ``packs`` (``--pack``), side by side in one row of their real tokens
-    (`llmclf.models.packing`), unless the cache holds pooled vectors."""
+    (`llmclf.models.packing`), unless the cache holds pooled vectors; with ``ladder``
+    (reduced-precision autocast), a row `ladder_width` wide."""
     if packs and (cache is None or not cache.pooled):
-        packed = pack(batch.input_ids, batch.lengths)
+        width = ladder_width(int(batch.lengths.sum())) if ladder else None
+        packed = pack(batch.input_ids, batch.lengths, width)
         if cache is None:
             return forward(packed.to(device), None)
         hidden = cache.assemble_packed(positions, packed, device)
@@ -89,6 +92,12 @@ def batch_logits(
     if cache is None:
         return forward(batch.input_ids.to(device), lengths)
     return forward(cache.assemble(positions, batch, device), lengths, cache.end_layer)
+
+
+def packed_ladder(device: torch.device, amp_dtype: torch.dtype | None) -> bool:
+    """Whether packed rows take `ladder_width` widths: under reduced-precision autocast on a CPU,
+    whose kernels are compiled (and kept) once per input shape."""
+    return amp_dtype is not None and device.type == "cpu"
 
 
 def shard(positions: list[int], batch: Batch, ctx: DistContext) -> tuple[list[int], Batch]:
@@ -175,6 +184,7 @@ class TrainingLoop:
         self.device, self.reporter, self.ctx = runtime.device, runtime.reporter, runtime.ctx
         self.run_dir = runtime.run_dir
         self.amp = partial(autocast, runtime.device, runtime.amp_dtype)
+        self.ladder = packed_ladder(runtime.device, runtime.amp_dtype)
         # fp16 autocast needs loss scaling; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(
             runtime.device.type, enabled=runtime.amp_dtype == torch.float16
@@ -211,7 +221,9 @@ class TrainingLoop:
             release_freed_memory()
         with self.amp():
             cache = self.caches[name]
-            return batch_logits(self.forward, positions, batch, cache, self.device, self.cfg.pack)
+            return batch_logits(
+                self.forward, positions, batch, cache, self.device, self.cfg.pack, self.ladder
+            )
 
     def evaluate(
         self,

@@ -97,11 +97,12 @@ class TrunkCache:
         self, positions: Sequence[int], packed: Packed, device: torch.device
     ) -> torch.Tensor:
         """The fp32 cached states of a packed batch (`llmclf.models.packing`), in its row:
-        (1, W, C). Text ``i`` of the pack is the split's text ``positions[i]``. One indexed
-        read, as `assemble`. Token-state caches only."""
+        (1, W, C). Text ``i`` of the pack is the split's text ``positions[i]``; fill reads the
+        zero row. One indexed read, as `assemble`. Token-state caches only."""
         texts = torch.as_tensor(positions, dtype=torch.long)
-        segments = packed.segments.cpu()  # (1, W): the text of each token
-        index = self.offsets[texts][segments] + packed.positions.cpu()  # (1, W): its cache row
+        segments = packed.segments.cpu()  # (1, W): the text of each token, -1 for fill
+        first = self.offsets[texts][segments.clamp(min=0)]  # (1, W): that text's first row
+        index = torch.where(segments >= 0, first + packed.positions.cpu(), self.data.shape[0] - 1)
         out = self.data.index_select(0, index.flatten()).view(*segments.shape, -1)
         return out.to(device, non_blocking=True).float()
 
