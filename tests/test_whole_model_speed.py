@@ -182,7 +182,7 @@ def test_ladder_widths_are_few_and_waste_at_most_an_eighth() -> None:
 def test_attention_within_texts_equals_a_block_diagonal_causal_mask() -> None:
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-    from llmclf.models.packing import attend_within_texts
+    from llmclf.models.attention import attend_within_texts
 
     torch.manual_seed(0)
     W = sum(LENGTHS)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError, UsageError
 from ..options import ATTENTIONS
-from . import packing
+from .attention import attend
 
 
 class CausalSelfAttention(nn.Module):
@@ -53,10 +53,7 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         dropout = self.dropout if self.training else 0.0
-        if spans is not None:
-            y = packing.attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hs)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
+        y = attend(q, k, v, spans=spans, dropout_p=dropout, causal=self.causal)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, UsageError
-from . import packing
+from .attention import attend
 
 ROPE_TYPES = ("default", "llama3")  # rope_scaling types implemented here
 LLAMA3_SCALING_KEYS = (
@@ -175,10 +175,7 @@ class Attention(nn.Module):
         q = apply_rope(self._queries(self.q_proj(x)).transpose(1, 2), cos, sin)  # (B, nh, T, hd)
         k, v = self._keys_values(x, cos, sin)  # 2 x (B, nh, T, hd)
         dropout = self.dropout if self.training else 0.0
-        if spans is not None:
-            y = packing.attend_within_texts(q, k, v, spans, dropout)  # (1, nh, W, hd)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        y = attend(q, k, v, spans=spans, dropout_p=dropout)  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hd)
         return self.resid_dropout(self.o_proj(y))
 

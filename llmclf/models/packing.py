@@ -4,7 +4,7 @@
 A right-padded batch of B texts (B, T) becomes one row of its real tokens (1, W), W the sum of
 the texts' lengths, in the batch's order. Each token's position restarts at 0 with its text.
 The projections and MLPs, most of the work, run on the real tokens only; the attention runs
-within each text (`attend_within_texts`): causal over the text's own tokens, never across
+within each text (`llmclf.models.attention`): causal over the text's own tokens, never across
 texts. Every text's hidden states are therefore those it has alone, so the logits equal the
 unpacked forward's (up to the order of floating-point sums), and a text's prediction never
 depends on its neighbours, as `llmclf.data.padding` requires.
@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 
 class Packed(NamedTuple):
@@ -92,31 +91,3 @@ def ladder_width(tokens: int) -> int:
     row widths under reduced-precision autocast, a few dozen shapes instead of thousands."""
     step = 1 << max(0, tokens.bit_length() - 4)
     return -(-tokens // step) * step
-
-
-def attend_within_texts(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: torch.Tensor, dropout_p: float = 0.0
-) -> torch.Tensor:
-    """Causal attention within each text of a packed row: q, k, v (1, nh, W, hd) ->
-    (1, nh, W, hd); ``spans`` (N,) are the texts' lengths, in row order.
-
-    One attention call per text does sum(L^2) work where one call over the row with a
-    block-diagonal mask does W^2 (8 SMS texts: 2.2x faster over the 12 blocks' forward and
-    backward; 16 IMDb reviews: 12x)."""
-    sizes = spans.tolist()
-    parts = [
-        F.scaled_dot_product_attention(a, b, c, dropout_p=dropout_p, is_causal=True)
-        for a, b, c in zip(q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2), strict=True)
-    ]
-    return torch.cat(parts, 2)
-
-
-def keep_out_of_compiled_graphs() -> None:
-    """Run `attend_within_texts` eagerly inside ``torch.compile``d blocks: traced, its loop
-    over the texts would recompile the graph for every number of texts in a batch. Called by
-    `llmclf.training.trainer.compile_blocks`, not at import: ``torch.compiler.disable``
-    imports torch._dynamo, which doubles the time to import the models."""
-    global attend_within_texts
-    if not getattr(attend_within_texts, "_kept_out", False):
-        attend_within_texts = torch.compiler.disable(attend_within_texts)
-        attend_within_texts._kept_out = True  # type: ignore[attr-defined]

@@ -554,7 +554,7 @@ def compile_blocks(model: SequenceClassifier) -> None:
     """``torch.compile`` every transformer block in place (dynamic shapes: batches vary in
     width). The blocks share one compiled graph; the pooled last block's one-position path
     (`forward_at`) stays eager, and so does a packed row's attention, a loop over its texts."""
-    from ..models.packing import keep_out_of_compiled_graphs
+    from ..models.attention import keep_out_of_compiled_graphs
 
     keep_out_of_compiled_graphs()
     for block in model.backbone.h:
