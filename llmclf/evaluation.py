@@ -29,6 +29,7 @@ def evaluate_run(
     encoding: str | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    precision: str = "fp32",
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Metrics of the model in ``run_dir``.
@@ -36,7 +37,9 @@ def evaluate_run(
     Without ``dataset``: the rows of ``split`` (default ``test``) the run saved, the same rows
     it was scored on at the end of training. With ``dataset`` (a registry name or a file):
     every row of it; ``text_column``, ``label_column`` and ``encoding`` describe that file
-    (they default to the run's own). ``reporter`` receives the ``load model``, ``data`` and
+    (they default to the run's own). ``precision`` is the autocast precision, as for
+    `Classifier.load` (a run trained in bf16 reproduces its own metrics with ``"bf16"``).
+    ``reporter`` receives the ``load model``, ``data`` and
     ``evaluate`` phases (see `llmclf.reporting`).
 
     Raises `ConfigError` / `UsageError` for a bad argument (one line naming it).
@@ -51,7 +54,7 @@ def evaluate_run(
     if split not in SPLITS:
         raise UsageError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     with Phase(reporter, "load model"):
-        classifier = Classifier.load(run_dir, device=device)
+        classifier = Classifier.load(run_dir, device=device, precision=precision)
     changes = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
     changes["dataset"] = None if dataset is None else os.fspath(dataset)
     rows, scope = _rows(classifier, run_dir, split, changes, reporter)

@@ -105,3 +105,20 @@ def test_a_mistyped_padding_fails_before_the_data_phase(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="pad-batch"):
         Trainer(config, reporter=reporter).fit()
     assert reporter.events == []
+
+
+def test_evaluate_at_the_fits_precision_reproduces_a_bf16_run(tmp_path: Path) -> None:
+    """A bf16 fit wrote bf16 metrics; `evaluate` scored in fp32 only, so they did not match."""
+    data = write_topic_csv(tmp_path / "d.csv", rows_per_class=20)
+    run = tmp_path / "run"
+    Trainer(tiny_config(data, run, epochs=1, batch_size=8, precision="bf16")).fit()
+    saved = json.loads((run / ckpt.METRICS_FILE).read_text())["test"]
+    args = ["evaluate", str(run), "--format", "json", "--quiet", "--batch-size", "8"]
+    result = CliRunner().invoke(main, [*args, "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert abs(again.pop("loss") - saved.pop("loss")) <= 1e-6
+    again.pop("scope")
+    assert again == saved
+    fp32 = CliRunner().invoke(main, args)  # the default: fp32 logits of the same weights
+    assert fp32.exit_code == 0 and json.loads(fp32.stdout)["n"] == saved["n"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..options import DEVICES
+from ..options import DEVICES, PRECISIONS
 
 
 @click.command("evaluate")
@@ -27,6 +27,13 @@ from ..options import DEVICES
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision for inference (the fit's own to reproduce its metrics.json).",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -39,6 +46,7 @@ def evaluate_command(
     encoding: str | None,
     batch_size: int,
     device: str,
+    precision: str,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -58,6 +66,7 @@ def evaluate_command(
             encoding=encoding,
             batch_size=batch_size,
             device=device,
+            precision=precision,
             reporter=reporter,
         )
     finally:

@@ -180,8 +180,8 @@ class RuntimeSpec:
     )
     pack: bool = option(
         False,
-        "Pack several texts into each row (block-diagonal mask): the blocks that run compute "
-        "no padding; exact.",
+        "Pack each batch's texts side by side into one row, attention within each text: the "
+        "blocks that run compute no padding; exact.",
     )
     compile: bool = option(
         False, "torch.compile the transformer blocks (compiling takes a while at the start)."

@@ -89,7 +89,7 @@ def check_packing(config: TrainConfig, entry: BackboneEntry) -> None:
         )
     if config.attention != "causal":
         raise ConfigError(
-            "pack: a packed row keeps texts apart with a causal mask; --attention "
+            "pack: packed texts attend causally, each within its own tokens; --attention "
             f"{config.attention} cannot be packed: drop --pack"
         )
     if not getattr(entry.architecture.model_class, "packs", False):
