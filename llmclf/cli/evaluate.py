@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from ..options import DEVICES, PRECISIONS
+from ..options import DEVICES
+from .shared_options import precision_option
 
 
 @click.command("evaluate")
@@ -26,13 +27,7 @@ from ..options import DEVICES, PRECISIONS
 @click.option("--encoding", help="Encoding of a --dataset file [the run's, utf-8].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="Autocast precision for inference (the fit's own to reproduce its metrics.json).",
-)
+@precision_option("Autocast precision for inference (the fit's own to reproduce its metrics.json).")
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )

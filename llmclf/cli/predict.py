@@ -11,7 +11,8 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from ..data.readers import STDIN_FORMATS
-from ..options import DEVICES, PRECISIONS
+from ..options import DEVICES
+from .shared_options import precision_option
 
 if TYPE_CHECKING:
     from ..inference import Classifier
@@ -60,13 +61,7 @@ FORMATS = ("table", "json", "jsonl", "csv")  # as llmclf.prediction_io.FORMATS
     help="Rows of --file read at a time (memory stays flat).",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="Autocast precision for inference.",
-)
+@precision_option("Autocast precision for inference.")
 @click.option(
     "--quantize",
     type=click.Choice(["int8"]),
