@@ -253,7 +253,7 @@ def _calibrate(
     cfg: TrainConfig,
     model: Any,
     trainable: Any,
-    prepared: tuple[Any, Any, int | None],
+    prepared: tuple[Any, Any, bool],
     device: torch.device,
     amp_dtype: torch.dtype | None,
     cache: dict[str, Any],
